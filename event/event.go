@@ -1,0 +1,117 @@
+// Package event holds the few types that every part of EventStream shares:
+// the Event itself, the Handler signature and the Middleware that wraps it.
+//
+// It is a leaf: it imports nothing else of this module, so that the root
+// package, telemetry, middleware and history can all depend on it without
+// cycles. Users normally reach these types through the root package's aliases
+// (eventstream.Event, eventstream.EventHandler, eventstream.Middleware).
+package event
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+	"unsafe"
+
+	"github.com/google/uuid"
+)
+
+// Event is one message on the bus.
+//
+// Handlers must treat an Event as read-only: in memory mode the same *Event is
+// handed to every consumer group of its topic, concurrently.
+type Event struct {
+	// ID is unique and time-ordered (a UUIDv7 for events emitted here; events
+	// read from Kafka keep the id their producer gave them, e.g. ce_id).
+	ID string
+	// Topic the event was emitted to.
+	Topic string
+	// Key is the partition key: events with the same key keep their order
+	// (and, on Kafka, share a partition). Empty means no key.
+	Key string
+	// Time is when the event was emitted.
+	Time time.Time
+	// Data is the payload given to Emit. For an event read from Kafka it is
+	// the decoded JSON (map, slice, string, number, bool or nil); use
+	// Unmarshal for a typed view.
+	Data any
+	// Raw is the encoded payload as it travelled (Kafka mode), nil in memory
+	// mode. A body that is not JSON stays available here.
+	Raw []byte
+	// Headers are string metadata that travel with the event: trace context,
+	// user headers, dead-letter details.
+	Headers map[string]string
+	// Record locates the event in a Kafka log; nil in memory mode.
+	Record *Record
+
+	// idBuf backs ID so that a new event costs one allocation, not two.
+	idBuf [36]byte
+}
+
+// Record is where an event sits in a Kafka topic.
+type Record struct {
+	Partition int32
+	Offset    int64
+}
+
+// New returns an event for topic with a fresh UUIDv7 id and the current time.
+func New(topic string, data any) *Event {
+	e := &Event{Topic: topic, Data: data, Time: time.Now()}
+	u, err := uuid.NewV7()
+	if err != nil {
+		// NewV7 fails only when the system's random source does; a v4 from
+		// the same source would fail too, so keep the zero UUID rather than panic.
+		u = uuid.UUID{}
+	}
+	encodeUUID(&e.idBuf, u)
+	e.ID = unsafe.String(&e.idBuf[0], len(e.idBuf))
+	return e
+}
+
+// Header returns the header value for key, or "".
+func (e *Event) Header(key string) string { return e.Headers[key] }
+
+// Unmarshal decodes the event's payload into v, as JSON: from Raw when the
+// event came over the wire, otherwise by encoding Data first, so that a
+// handler reads the same shape in memory mode as in Kafka mode.
+func (e *Event) Unmarshal(v any) error {
+	if e.Raw != nil {
+		return json.Unmarshal(e.Raw, v)
+	}
+	b, err := json.Marshal(e.Data)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// Handler processes one event. A non-nil error means the event was not
+// handled; the bus retries it per the subscription's policy.
+type Handler func(ctx context.Context, e *Event) error
+
+// Middleware wraps a Handler. Middleware added earlier runs outermost.
+type Middleware func(next Handler) Handler
+
+// Chain applies mws to h so that mws[0] is outermost.
+func Chain(h Handler, mws ...Middleware) Handler {
+	for i := len(mws) - 1; i >= 0; i-- {
+		if mws[i] != nil {
+			h = mws[i](h)
+		}
+	}
+	return h
+}
+
+func encodeUUID(dst *[36]byte, u uuid.UUID) {
+	const hexd = "0123456789abcdef"
+	j := 0
+	for i, b := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			dst[j] = '-'
+			j++
+		}
+		dst[j] = hexd[b>>4]
+		dst[j+1] = hexd[b&0x0f]
+		j += 2
+	}
+}
