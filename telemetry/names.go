@@ -82,3 +82,44 @@ var DurationBuckets = []float64{
 	0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
 	0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
 }
+
+// Instrument units and descriptions (the conventions' wording for the
+// messaging metrics).
+const (
+	UnitMessage   = "{message}"
+	UnitRetry     = "{retry}"
+	UnitGoroutine = "{goroutine}"
+	UnitTask      = "{task}"
+	UnitSeconds   = "s"
+
+	DescSentMessages      = "Number of messages producer attempted to send to the broker."
+	DescOperationDuration = "Duration of messaging operation initiated by a producer or consumer client."
+	DescConsumedMessages  = "Number of messages that were delivered to the application."
+	DescProcessDuration   = "Duration of processing operation."
+	DescRetries           = "Number of handler attempts that failed and were scheduled for a retry."
+	DescDeadLetters       = "Number of events sent to a dead-letter topic after exhausting their retries."
+	DescInFlight          = "Number of events currently being handled (including retries and backoff)."
+	DescQueueDepth        = "Number of events waiting in a subscription's queue (memory mode)."
+	DescPoolRunning       = "Number of worker goroutines currently running."
+	DescPoolCapacity      = "Capacity of the worker pool."
+	DescPoolWaiting       = "Number of tasks waiting for a free worker."
+	DescConsumerLag       = "Records between a group's committed offset and the partition's end (Kafka mode)."
+	DescDeliveryLatency   = "Time from an event's creation (emit) to the start of its processing."
+)
+
+// Span event recorded on a process span whose handler panicked, and the
+// attributes it carries (the conventions' exception.* keys).
+const EventPanic = "panic"
+
+var (
+	KeyExceptionType       = semconv.ExceptionTypeKey
+	KeyExceptionMessage    = semconv.ExceptionMessageKey
+	KeyExceptionStacktrace = semconv.ExceptionStacktraceKey
+)
+
+// Header keys written by the default propagator (TraceContext + Baggage).
+const (
+	HeaderTraceparent = "traceparent"
+	HeaderTracestate  = "tracestate"
+	HeaderBaggage     = "baggage"
+)

@@ -1,0 +1,278 @@
+// Package eventstream is an event bus whose every event is observable: an
+// OpenTelemetry trace from Emit to each handler, metrics, and slog lines that
+// carry trace ids.
+//
+// The API is four methods — Emit, On, Off, Close — over two interchangeable
+// transports: an in-process bus on an ants goroutine pool (memory mode) and
+// Kafka through franz-go (distributed mode). Both run every event through the
+// same middleware chains:
+//
+//	emit:    tracing (send span) → metrics → logging → WithEmitMiddleware… → transport
+//	consume: metrics (consumed) → retry [ tracing (process span) → metrics (process)
+//	         → logging → recover → WithMiddleware… → WithSubscriptionMiddleware… → handler ]
+//	         → after the last attempt fails: the dead-letter topic
+//
+// Semantics, identical in both modes: every consumer group receives every
+// event once and one member of the group handles it; a subscription without
+// a group is a group of its own. With concurrency 1 a subscription sees a
+// topic's events in emit order; with concurrency n, events with the same key
+// (see ContextWithKey) still run one at a time, in order. A full queue makes
+// Emit wait until its context is done; nothing is dropped silently. Close
+// refuses new events, drains what was accepted, and returns.
+package eventstream
+
+import (
+	"context"
+	"time"
+
+	"libx.net/eventstream/event"
+	"libx.net/eventstream/history"
+	"libx.net/eventstream/middleware"
+)
+
+// Event is one message on the bus; see event.Event.
+type Event = event.Event
+
+// EventHandler handles one event; a non-nil error means it was not handled
+// and is retried per the subscription's RetryPolicy.
+type EventHandler = event.Handler
+
+// Handler is the handler type middleware wraps (the same as EventHandler).
+type Handler = event.Handler
+
+// Middleware wraps a handler: func(next Handler) Handler.
+type Middleware = event.Middleware
+
+// RetryPolicy says how often and how patiently a failed handler is retried.
+type RetryPolicy = middleware.RetryPolicy
+
+// Stats are the bus's counters and latencies, read from its own metrics.
+type Stats = history.Stats
+
+// HistoryEntry is one recent send or process operation, read from its span.
+type HistoryEntry = history.Entry
+
+// EventBus is the bus: publish with Emit, subscribe with On, unsubscribe
+// with Off, and Close when done.
+type EventBus interface {
+	// Emit publishes data to topic. In memory mode it returns once every
+	// consumer group's queue accepted the event (waiting while a queue is
+	// full, until ctx is done); in distributed mode once the broker
+	// acknowledged it. The key and headers come from ctx (ContextWithKey,
+	// ContextWithHeaders).
+	Emit(ctx context.Context, topic string, data any) error
+	// On subscribes handler to topic. The subscription is live when On
+	// returns: every event emitted afterwards reaches its group.
+	On(topic string, handler EventHandler, opts ...SubscribeOption) (Subscription, error)
+	// Off stops delivery to the subscription once its in-flight handlers
+	// have finished. Events queued for it go to the other members of its
+	// group.
+	Off(subscription Subscription) error
+	// Close refuses new events (ErrClosed), drains those already accepted
+	// within Config.ShutdownTimeout, releases everything and returns. It is
+	// idempotent.
+	Close() error
+}
+
+// MemoryEventBus is the memory-mode bus's view of its own telemetry. The
+// distributed bus implements it too.
+type MemoryEventBus interface {
+	EventBus
+	// GetStats returns counters and latency percentiles read from the bus's
+	// metrics (zero values when Memory.EnableMetrics is false).
+	GetStats() Stats
+	// GetHistory returns up to n of the most recent send and process
+	// operations, newest first (none when Memory.EnableHistory is false).
+	GetHistory(n int) []HistoryEntry
+}
+
+// Subscription identifies a subscription made by On.
+type Subscription interface {
+	// ID is unique within the bus.
+	ID() string
+	// Topic subscribed to.
+	Topic() string
+	// Group is the consumer group (a generated one when none was given).
+	Group() string
+}
+
+// Modes.
+const (
+	ModeMemory      = "memory"
+	ModeDistributed = "distributed"
+)
+
+// Config configures a bus. Zero fields take the defaults documented on them;
+// DefaultConfig returns them filled in.
+type Config struct {
+	// Mode is ModeMemory ("memory", the default when empty) or
+	// ModeDistributed ("distributed").
+	Mode string
+	// Pool sizes the ants goroutine pool that runs handlers.
+	Pool PoolConfig
+	// Memory configures memory mode, and history and stats in both modes;
+	// nil means the defaults.
+	Memory *MemoryConfig
+	// ShutdownTimeout bounds how long Close waits for accepted events.
+	// Default 30s.
+	ShutdownTimeout time.Duration
+	// Retry is the retry policy of subscriptions that do not set their own
+	// (WithRetryPolicy). Nil means DefaultRetryPolicy().
+	Retry *RetryPolicy
+}
+
+// PoolConfig sizes the ants pool.
+type PoolConfig struct {
+	// Size is the most handler goroutines running at once. Default 1000.
+	Size int
+	// ExpiryDuration is how long an idle worker lives. Default 10s.
+	ExpiryDuration time.Duration
+	// PreAlloc allocates the pool's worker slots up front.
+	PreAlloc bool
+}
+
+// MemoryConfig configures memory mode's queues, and history and stats.
+type MemoryConfig struct {
+	// BufferSize is how many events may wait for each subscription lane
+	// (a subscription with concurrency n has n lanes). Default 1000.
+	BufferSize int
+	// EnableHistory keeps the most recent operations for GetHistory.
+	EnableHistory bool
+	// MaxHistorySize bounds the history. Default 10000.
+	MaxHistorySize int
+	// EnableMetrics keeps the counters GetStats reads.
+	EnableMetrics bool
+}
+
+// Defaults, in one place.
+const (
+	defaultPoolSize        = 1000
+	defaultPoolExpiry      = 10 * time.Second
+	defaultBufferSize      = 1000
+	defaultMaxHistorySize  = 10000
+	defaultShutdownTimeout = 30 * time.Second
+)
+
+// DefaultConfig returns a memory-mode configuration with history and stats on.
+func DefaultConfig() *Config {
+	return &Config{
+		Mode: ModeMemory,
+		Pool: PoolConfig{Size: defaultPoolSize, ExpiryDuration: defaultPoolExpiry},
+		Memory: &MemoryConfig{
+			BufferSize:     defaultBufferSize,
+			EnableHistory:  true,
+			MaxHistorySize: defaultMaxHistorySize,
+			EnableMetrics:  true,
+		},
+		ShutdownTimeout: defaultShutdownTimeout,
+	}
+}
+
+// DefaultRetryPolicy is used by subscriptions that set none: three retries
+// after the first attempt, exponential backoff from 100ms to 5s, 20% jitter.
+func DefaultRetryPolicy() *RetryPolicy {
+	return &RetryPolicy{
+		MaxRetries:      3,
+		BackoffStrategy: middleware.BackoffExponential,
+		InitialDelay:    100 * time.Millisecond,
+		MaxDelay:        5 * time.Second,
+		Multiplier:      2,
+		Jitter:          0.2,
+	}
+}
+
+// New builds a bus from config (nil means DefaultConfig()) and options.
+func New(config *Config, opts ...Option) (EventBus, error) {
+	if config == nil {
+		config = DefaultConfig()
+	}
+	cfg, err := config.normalize()
+	if err != nil {
+		return nil, err
+	}
+	o := defaultOptions()
+	for _, opt := range opts {
+		if opt == nil {
+			return nil, &ConfigError{Field: "Option", Reason: "nil option"}
+		}
+		opt.apply(&o)
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	switch cfg.Mode {
+	case ModeMemory:
+		b, err := newBus(cfg, o, newMemoryTransport)
+		if err != nil {
+			return nil, err
+		}
+		return b, nil
+	default: // normalize accepted only the two modes
+		return newDistributed(cfg, o)
+	}
+}
+
+// normalize validates c and returns a copy with defaults filled in; the
+// caller's Config is never modified.
+func (c *Config) normalize() (Config, error) {
+	n := *c
+	if n.Mode == "" {
+		n.Mode = ModeMemory
+	}
+	if n.Mode != ModeMemory && n.Mode != ModeDistributed {
+		return n, &ConfigError{Field: "Mode", Reason: "unknown mode " + quote(n.Mode) + `, want "memory" or "distributed"`}
+	}
+	switch {
+	case n.Pool.Size < 0:
+		return n, &ConfigError{Field: "Pool.Size", Reason: "must not be negative"}
+	case n.Pool.Size == 0:
+		n.Pool.Size = defaultPoolSize
+	}
+	switch {
+	case n.Pool.ExpiryDuration < 0:
+		return n, &ConfigError{Field: "Pool.ExpiryDuration", Reason: "must not be negative"}
+	case n.Pool.ExpiryDuration == 0:
+		n.Pool.ExpiryDuration = defaultPoolExpiry
+	}
+	mem := MemoryConfig{BufferSize: defaultBufferSize, MaxHistorySize: defaultMaxHistorySize}
+	if c.Memory != nil {
+		mem = *c.Memory
+		switch {
+		case mem.BufferSize < 0:
+			return n, &ConfigError{Field: "Memory.BufferSize", Reason: "must not be negative"}
+		case mem.BufferSize == 0:
+			mem.BufferSize = defaultBufferSize
+		}
+		switch {
+		case mem.MaxHistorySize < 0:
+			return n, &ConfigError{Field: "Memory.MaxHistorySize", Reason: "must not be negative"}
+		case mem.MaxHistorySize == 0:
+			mem.MaxHistorySize = defaultMaxHistorySize
+		}
+	}
+	n.Memory = &mem
+	switch {
+	case n.ShutdownTimeout < 0:
+		return n, &ConfigError{Field: "ShutdownTimeout", Reason: "must not be negative"}
+	case n.ShutdownTimeout == 0:
+		n.ShutdownTimeout = defaultShutdownTimeout
+	}
+	if n.Retry == nil {
+		n.Retry = DefaultRetryPolicy()
+	}
+	if err := n.Retry.Validate(); err != nil {
+		return n, &ConfigError{Field: "Retry", Reason: err.Error()}
+	}
+	return n, nil
+}
+
+func quote(s string) string { return `"` + s + `"` }
+
+// Permanent marks err as not worth retrying: the event goes straight to the
+// dead-letter topic. Return it from a handler for input that can never
+// succeed, such as a malformed payload.
+func Permanent(err error) error { return middleware.Permanent(err) }
+
+// Attempt returns which attempt of its event a handler's ctx belongs to:
+// 1 for the first try, 2 for the first retry, and so on.
+func Attempt(ctx context.Context) int { return event.Attempt(ctx) }

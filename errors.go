@@ -1,0 +1,93 @@
+package eventstream
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Every error the bus returns wraps one of these, so callers
+// test with errors.Is; the typed errors below carry the detail.
+var (
+	// ErrClosed: the bus was closed; Emit, On and Off are refused.
+	ErrClosed = errors.New("eventstream: bus is closed")
+	// ErrInvalidTopic: the topic is empty, too long or has a character
+	// outside [a-zA-Z0-9._-] (Kafka's rule, applied in both modes).
+	ErrInvalidTopic = errors.New("eventstream: invalid topic")
+	// ErrNilHandler: On was given a nil handler.
+	ErrNilHandler = errors.New("eventstream: nil handler")
+	// ErrInvalidConfig: a Config field or an option has a value the bus
+	// cannot work with.
+	ErrInvalidConfig = errors.New("eventstream: invalid config")
+	// ErrEncode: the event's data cannot be encoded as JSON.
+	ErrEncode = errors.New("eventstream: data cannot be encoded")
+	// ErrQueueFull: a subscription's queue stayed full until Emit's context
+	// was done (memory mode's backpressure).
+	ErrQueueFull = errors.New("eventstream: queue full")
+	// ErrUnknownSubscription: Off was given a subscription this bus does not
+	// know (already removed, or from another bus).
+	ErrUnknownSubscription = errors.New("eventstream: unknown subscription")
+	// ErrShutdownTimeout: Close gave up waiting for accepted events.
+	ErrShutdownTimeout = errors.New("eventstream: shutdown timed out")
+)
+
+// ConfigError names the Config field or option that is wrong.
+type ConfigError struct {
+	Field  string
+	Reason string
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("eventstream: invalid config: %s: %s", e.Field, e.Reason)
+}
+
+func (e *ConfigError) Unwrap() error { return ErrInvalidConfig }
+
+// TopicError says why a topic name was refused.
+type TopicError struct {
+	Topic  string
+	Reason string
+}
+
+func (e *TopicError) Error() string {
+	return fmt.Sprintf("eventstream: invalid topic %q: %s", e.Topic, e.Reason)
+}
+
+func (e *TopicError) Unwrap() error { return ErrInvalidTopic }
+
+// EncodeError says which type could not be encoded and why.
+type EncodeError struct {
+	Type string
+	Err  error
+}
+
+func (e *EncodeError) Error() string {
+	return fmt.Sprintf("eventstream: data of type %s cannot be encoded as JSON: %v", e.Type, e.Err)
+}
+
+func (e *EncodeError) Unwrap() []error { return []error{ErrEncode, e.Err} }
+
+// ShutdownError reports events that Close could not finish before the
+// shutdown timeout: accepted but not handled.
+type ShutdownError struct {
+	Unhandled int
+}
+
+func (e *ShutdownError) Error() string {
+	return fmt.Sprintf("eventstream: shutdown timed out with %d event(s) not handled", e.Unhandled)
+}
+
+func (e *ShutdownError) Unwrap() error { return ErrShutdownTimeout }
+
+// QueueFullError reports the consumer group whose queue stayed full until
+// Emit's context was done. The event reached no group.
+type QueueFullError struct {
+	Topic string
+	Group string
+	Err   error // the context's error
+}
+
+func (e *QueueFullError) Error() string {
+	return fmt.Sprintf("eventstream: queue of group %q on topic %q stayed full: %v", e.Group, e.Topic, e.Err)
+}
+
+func (e *QueueFullError) Unwrap() []error { return []error{ErrQueueFull, e.Err} }

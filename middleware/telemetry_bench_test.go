@@ -1,0 +1,110 @@
+package middleware_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"libx.net/eventstream/event"
+	"libx.net/eventstream/middleware"
+	"libx.net/eventstream/telemetry"
+)
+
+// benchTelemetry is the production-like setup: AlwaysSample, a batch span
+// processor (to a discarding exporter) and a metric reader.
+func benchTelemetry(b *testing.B) *telemetry.Telemetry {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
+		sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+	b.Cleanup(func() {
+		_ = tp.Shutdown(context.Background())
+		_ = mp.Shutdown(context.Background())
+	})
+	tel, err := telemetry.New(telemetry.WithTracerProvider(tp), telemetry.WithMeterProvider(mp))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return tel
+}
+
+var benchInfo = event.SubscriptionInfo{Topic: "orders", Group: "billing", Name: "billing#1", System: telemetry.SystemMemory}
+
+// BenchmarkInstrumented runs one event through the instrumented emit chain
+// (EmitTracing → EmitMetrics → no-op transport) and the consume chain
+// (ConsumeMetrics → ProcessTracing → ProcessMetrics → no-op handler).
+func BenchmarkInstrumented(b *testing.B) {
+	tel := benchTelemetry(b)
+	sub := tel.Subscription(benchInfo)
+	emit := event.Chain(nop, middleware.EmitTracing(tel, "memory"), middleware.EmitMetrics(tel, "memory"))
+	consume := event.Chain(nop, middleware.ConsumeMetrics(sub), middleware.ProcessTracing(sub), middleware.ProcessMetrics(sub))
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			e := event.New("orders", nil)
+			_ = emit(ctx, e)
+			_ = consume(ctx, e)
+		}
+	})
+}
+
+// BenchmarkBareSDK makes the same OpenTelemetry calls by hand: the same two
+// spans with the same attributes, the same propagation, the same metric
+// records with pre-built attribute sets.
+func BenchmarkBareSDK(b *testing.B) {
+	tel := benchTelemetry(b)
+	tracer, prop, in := tel.Tracer(), tel.Propagator(), tel.Instruments()
+	sendKVs := []attribute.KeyValue{
+		telemetry.KeySystem.String("memory"), telemetry.KeyOperationType.String("send"),
+		telemetry.KeyOperationName.String("send"), telemetry.KeyDestination.String("orders"),
+	}
+	procKVs := []attribute.KeyValue{
+		telemetry.KeySystem.String("memory"), telemetry.KeyOperationType.String("process"),
+		telemetry.KeyOperationName.String("process"), telemetry.KeyDestination.String("orders"),
+		telemetry.KeyConsumerGroup.String("billing"), telemetry.KeySubscription.String("billing#1"),
+	}
+	sendSet := metric.WithAttributeSet(attribute.NewSet(telemetry.KeySystem.String("memory"),
+		telemetry.KeyOperationName.String("send"), telemetry.KeyDestination.String("orders")))
+	procSet := metric.WithAttributeSet(attribute.NewSet(telemetry.KeySystem.String("memory"),
+		telemetry.KeyOperationName.String("process"), telemetry.KeyDestination.String("orders"),
+		telemetry.KeyConsumerGroup.String("billing")))
+	baseSet := metric.WithAttributeSet(attribute.NewSet(telemetry.KeySystem.String("memory"),
+		telemetry.KeyDestination.String("orders"), telemetry.KeyConsumerGroup.String("billing")))
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			e := event.New("orders", nil)
+
+			attrs := make([]attribute.KeyValue, 0, len(sendKVs)+2)
+			attrs = append(append(attrs, sendKVs...), telemetry.KeyMessageID.String(e.ID))
+			sctx, span := tracer.Start(ctx, "send orders", trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
+			e.Headers = make(map[string]string, 2)
+			prop.Inject(sctx, propagation.MapCarrier(e.Headers))
+			start := time.Now()
+			in.SentMessages.Add(sctx, 1, sendSet)
+			in.OperationDuration.Record(sctx, time.Since(start).Seconds(), sendSet)
+			span.End()
+
+			in.ConsumedMessages.Add(ctx, 1, procSet)
+			in.DeliveryLatency.Record(ctx, time.Since(e.Time).Seconds(), baseSet)
+			in.InFlight.Add(ctx, 1, baseSet)
+			pctx := prop.Extract(ctx, propagation.MapCarrier(e.Headers))
+			attrs = make([]attribute.KeyValue, 0, len(procKVs)+2)
+			attrs = append(append(attrs, procKVs...), telemetry.KeyMessageID.String(e.ID), telemetry.KeyAttempt.Int(1))
+			pctx, span = tracer.Start(pctx, "process orders", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
+			start = time.Now()
+			in.ProcessDuration.Record(pctx, time.Since(start).Seconds(), procSet)
+			span.End()
+			in.InFlight.Add(ctx, -1, baseSet)
+		}
+	})
+}
