@@ -225,7 +225,7 @@ func (f fakeSource) Recent(n int) []history.Entry {
 	return f.entries
 }
 func (f fakeSource) Stats(context.Context) (history.Stats, error) { return f.stats, nil }
-func (f fakeSource) Topology() history.Topology                  { return f.topo }
+func (f fakeSource) Topology() history.Topology                   { return f.topo }
 
 func testSource() fakeSource {
 	return fakeSource{

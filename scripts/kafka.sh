@@ -93,7 +93,11 @@ format_once() {
   local id
   id=$(java -cp "${LIBS}/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)
   log "formatting ${DATA} (cluster id ${id})"
-  java -cp "${LIBS}/*" kafka.tools.StorageTool format -t "$id" -c "$PROPS" --standalone >&2
+  # The tool dumps the whole KafkaConfig: keep it in a file, show it on failure.
+  if ! java -cp "${LIBS}/*" kafka.tools.StorageTool format -t "$id" -c "$PROPS" --standalone \
+      >"${DIR}/format.log" 2>&1; then
+    show_log_tail "${DIR}/format.log"; rm -rf "$DATA"; die "storage format failed"
+  fi
 }
 
 start() {

@@ -83,9 +83,11 @@ show_log_tail() {
 }
 
 # apt_install PKG...: install Debian packages non-interactively (update first,
-# because a fresh machine has no package lists).
+# because a fresh machine has no package lists). Lock::Timeout makes a second
+# concurrent installer wait for dpkg's lock instead of failing at once.
 apt_install() {
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "$@"
+  local lock=(-o DPkg::Lock::Timeout=600)
+  apt-get "${lock[@]}" update -qq
+  apt-get "${lock[@]}" install -y -qq --no-install-recommends "$@"
 }

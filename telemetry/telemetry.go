@@ -141,7 +141,7 @@ func New(opts ...Option) (*Telemetry, error) {
 }
 
 func (in *Instruments) init(m metric.Meter) error {
-	var err, e error
+	var err error
 	counter := func(name, unit, desc string) metric.Int64Counter {
 		c, e := m.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
 		err = errors.Join(err, e)
@@ -164,8 +164,8 @@ func (in *Instruments) init(m metric.Meter) error {
 	in.ProcessDuration = histogram(MetricProcessDuration, DescProcessDuration)
 	in.Retries = counter(MetricRetries, UnitRetry, DescRetries)
 	in.DeadLetters = counter(MetricDeadLetters, UnitMessage, DescDeadLetters)
-	in.InFlight, e = m.Int64UpDownCounter(MetricInFlight, metric.WithUnit(UnitMessage), metric.WithDescription(DescInFlight))
-	err = errors.Join(err, e)
+	inFlight, e := m.Int64UpDownCounter(MetricInFlight, metric.WithUnit(UnitMessage), metric.WithDescription(DescInFlight))
+	in.InFlight, err = inFlight, errors.Join(err, e)
 	in.DeliveryLatency = histogram(MetricDeliveryLatency, DescDeliveryLatency)
 	in.QueueDepth = gauge(MetricQueueDepth, UnitMessage, DescQueueDepth)
 	in.PoolRunning = gauge(MetricPoolRunning, UnitGoroutine, DescPoolRunning)
