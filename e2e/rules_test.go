@@ -1,0 +1,77 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"libx.net/eventstream/e2e/promcheck"
+)
+
+// Every alert has an expression over known names, a `for`, a severity, a
+// summary and a runbook paragraph; and the five alerts of the issue exist.
+func TestAlertRules(t *testing.T) {
+	files, err := promcheck.LoadRules(rulesDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for file, rules := range files {
+		for _, r := range rules {
+			if r.Alert == "" {
+				continue
+			}
+			seen[r.Alert] = true
+			q := promcheck.Query{Kind: promcheck.KindAlert, Source: file, Name: r.Alert, Raw: r.Expr, Expr: r.Expr}
+			for _, p := range promcheck.Lint(q) {
+				t.Error(p)
+			}
+			if r.For == "" {
+				t.Errorf("%s: no `for`", r.Alert)
+			}
+			switch r.Labels["severity"] {
+			case "info", "warning", "critical":
+			default:
+				t.Errorf("%s: labels.severity %q, want info, warning or critical", r.Alert, r.Labels["severity"])
+			}
+			if strings.TrimSpace(r.Annotations["summary"]) == "" {
+				t.Errorf("%s: no annotations.summary", r.Alert)
+			}
+			if rb := r.Annotations["runbook"]; len(strings.Fields(rb)) < 40 {
+				t.Errorf("%s: annotations.runbook must be a paragraph saying what it means and what to do (%d words)", r.Alert, len(strings.Fields(rb)))
+			}
+		}
+	}
+	for _, a := range []string{
+		"EventStreamDeadLettersGrowing", "EventStreamHighErrorRatio", "EventStreamConsumerLagGrowing",
+		"EventStreamWorkerPoolSaturated", "EventStreamGroupStoppedConsuming",
+	} {
+		if !seen[a] {
+			t.Errorf("alert %s missing", a)
+		}
+	}
+}
+
+// promtool check config / check rules / test rules, where promtool is
+// installed (Debian package prometheus; scripts/prometheus.sh install). Set
+// EVENTSTREAM_REQUIRE_PROMTOOL=1 to fail instead of skipping without it.
+func TestPromtool(t *testing.T) {
+	bin, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("EVENTSTREAM_REQUIRE_PROMTOOL") != "" {
+			t.Fatal("promtool not found and EVENTSTREAM_REQUIRE_PROMTOOL is set")
+		}
+		t.Skip("promtool not installed (apt-get install prometheus, or scripts/prometheus.sh install)")
+	}
+	for _, args := range [][]string{
+		{"check", "config", "../grafana/prometheus/prometheus.yml"},
+		{"check", "rules", rulesDir + "/eventstream.rules.yml"},
+		{"test", "rules", rulesDir + "/eventstream.rules.test.yml"},
+	} {
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		if err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
