@@ -119,6 +119,9 @@ type Config struct {
 	// Retry is the retry policy of subscriptions that do not set their own
 	// (WithRetryPolicy). Nil means DefaultRetryPolicy().
 	Retry *RetryPolicy
+	// Kafka configures distributed mode (required there, ignored in memory
+	// mode); see DefaultDistributedConfig.
+	Kafka *KafkaConfig
 }
 
 // PoolConfig sizes the ants pool.

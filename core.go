@@ -186,6 +186,9 @@ func (b *bus) On(topic string, handler EventHandler, opts ...SubscribeOption) (S
 // mode it is unique to the subscription; on Kafka it must also be unique
 // across processes, which the distributed transport adds to.
 func (b *bus) privateGroup(topic, id string) string {
+	if p, ok := b.tr.(interface{ privateGroup(topic, id string) string }); ok {
+		return p.privateGroup(topic, id)
+	}
 	return topic + "." + id
 }
 

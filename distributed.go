@@ -1,6 +1,302 @@
 package eventstream
 
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// DefaultDistributedConfig returns a distributed-mode configuration for the
+// given Kafka seed brokers ("host:port"), with history and stats on and every
+// Kafka setting at its documented default:
+//
+//	bus, err := eventstream.New(eventstream.DefaultDistributedConfig([]string{"localhost:9092"}))
+func DefaultDistributedConfig(brokers []string) *Config {
+	c := DefaultConfig()
+	c.Mode = ModeDistributed
+	c.Kafka = &KafkaConfig{Brokers: append([]string(nil), brokers...)}
+	return c
+}
+
+// KafkaConfig configures distributed mode, where the bus is a franz-go
+// client: Emit produces one record per event (idempotent producer, acks from
+// all in-sync replicas) and every subscription is a member of its Kafka
+// consumer group. Zero fields take the defaults documented on them.
+//
+// Record format: the value is the JSON of Data; the key is the partition key
+// (ContextWithKey); the headers are the event's headers — W3C trace context
+// (traceparent, tracestate, baggage, as franz-go's kotel writes them) and
+// user headers — plus the CloudEvents Kafka binary-mode attributes
+// ce_specversion, ce_id, ce_source, ce_type (the topic, unless a ce_type
+// header was given), ce_time and content-type, so that CloudEvents consumers
+// read our events and we read theirs.
+//
+// Delivery is at least once: an offset is committed only after its handler
+// (or the dead-letter write that followed its last attempt) finished.
+// Order is kept per partition; events with the same key share a partition.
+type KafkaConfig struct {
+	// Brokers are the seed brokers, "host:port". Required.
+	Brokers []string
+	// ClientID names the client to the brokers (their logs, quotas,
+	// metrics). Default "eventstream".
+	ClientID string
+
+	// DisableTopicCreation stops the bus from creating missing topics
+	// (including dead-letter topics): Emit and On then fail with a
+	// *TopicSetupError naming the topic. Default false: topics are created
+	// through the admin API on first use.
+	DisableTopicCreation bool
+	// Partitions of topics the bus creates. Default 0: the broker's
+	// num.partitions.
+	Partitions int32
+	// ReplicationFactor of topics the bus creates. Default 0: the broker's
+	// default.replication.factor.
+	ReplicationFactor int16
+	// TopicConfigs are set on topics the bus creates (for example
+	// "retention.ms"). Default none.
+	TopicConfigs map[string]string
+
+	// InitialOffset is where a brand-new consumer group starts:
+	// InitialOffsetLatest (the default) delivers only events emitted after
+	// On returns, as in memory mode; InitialOffsetEarliest also delivers
+	// the records already in the topic. Groups with committed offsets
+	// resume from them either way.
+	InitialOffset InitialOffset
+	// CommitInterval is how often handled offsets are committed while
+	// consuming; they are also committed on every rebalance, on Off and on
+	// Close. A crash re-delivers at most about this much. Default 1s.
+	CommitInterval time.Duration
+	// SessionTimeout is how long the group waits for a member that stopped
+	// heartbeating (a crashed process) before moving its partitions.
+	// Default 45s (franz-go's); the broker bounds it with
+	// group.min.session.timeout.ms (6s by default).
+	SessionTimeout time.Duration
+	// HeartbeatInterval is how often members heartbeat; a rebalance (a
+	// member joining or leaving) is noticed within it. Default 3s.
+	HeartbeatInterval time.Duration
+	// JoinTimeout bounds how long On waits for the subscription's first
+	// assignment. Default 30s.
+	JoinTimeout time.Duration
+	// NonJSON says what happens to a record whose value is not JSON (a
+	// foreign producer's text or binary payload). Default NonJSONDeliver.
+	NonJSON NonJSONPolicy
+	// Source is the CloudEvents ce_source of emitted events. Default
+	// "/eventstream/" + ClientID.
+	Source string
+
+	// Linger is how long the producer waits to batch records that were
+	// emitted asynchronously (ContextWithAsyncEmit); synchronous Emits
+	// never wait. Default 0: franz-go's default (10ms). Ignored with
+	// LowLatency.
+	Linger time.Duration
+	// LowLatency sends every record at once (no lingering) and caps the
+	// consumer's fetch wait, trading throughput for latency.
+	LowLatency bool
+	// MaxBufferedRecords bounds the records the producer holds before the
+	// broker acknowledged them; Emit waits (until its context is done)
+	// when it is reached. Default 50,000 (franz-go's).
+	MaxBufferedRecords int
+
+	// TLS, when not nil, encrypts the connections (for example
+	// &tls.Config{} for a broker with a publicly trusted certificate).
+	TLS *tls.Config
+	// SASL, when not nil, authenticates the connections.
+	SASL *SASLConfig
+
+	// ClientOptions are franz-go options added to every client the bus
+	// builds (after its own, so they win); ProducerOptions only to the
+	// producer, ConsumerOptions only to the consumers. Options that change
+	// what the bus relies on (consumer group, topics, auto-commit,
+	// partition callbacks) break its guarantees.
+	ClientOptions   []kgo.Opt
+	ProducerOptions []kgo.Opt
+	ConsumerOptions []kgo.Opt
+}
+
+// InitialOffset is where a new consumer group starts reading.
+type InitialOffset string
+
+// Initial offsets.
+const (
+	InitialOffsetLatest   InitialOffset = "latest"
+	InitialOffsetEarliest InitialOffset = "earliest"
+)
+
+// NonJSONPolicy says what happens to a record whose value is not JSON.
+type NonJSONPolicy int
+
+const (
+	// NonJSONDeliver hands the event to the handler with Data nil and the
+	// bytes in Raw (Event.Unmarshal then reports the JSON error).
+	NonJSONDeliver NonJSONPolicy = iota
+	// NonJSONDeadLetter sends the record to the dead-letter topic, with a
+	// reason naming the decode error, without calling the handler.
+	NonJSONDeadLetter
+)
+
+// SASL mechanisms.
+const (
+	SASLPlain       = "PLAIN"
+	SASLScramSHA256 = "SCRAM-SHA-256"
+	SASLScramSHA512 = "SCRAM-SHA-512"
+)
+
+// SASLConfig authenticates the bus to the brokers. Its String and LogValue
+// hide the password, so the config may be logged.
+type SASLConfig struct {
+	// Mechanism is SASLPlain, SASLScramSHA256 or SASLScramSHA512.
+	Mechanism string
+	Username  string
+	Password  string
+}
+
+// String implements fmt.Stringer without the password.
+func (s SASLConfig) String() string {
+	return "SASL{" + s.Mechanism + " user=" + s.Username + " password=[REDACTED]}"
+}
+
+// GoString implements fmt.GoStringer without the password.
+func (s SASLConfig) GoString() string { return s.String() }
+
+// LogValue implements slog.LogValuer without the password.
+func (s SASLConfig) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("mechanism", s.Mechanism), slog.String("username", s.Username),
+		slog.String("password", "[REDACTED]"))
+}
+
+// Defaults of KafkaConfig, in one place.
+const (
+	defaultClientID          = "eventstream"
+	defaultCommitInterval    = time.Second
+	defaultJoinTimeout       = 30 * time.Second
+	defaultSessionTimeout    = 45 * time.Second
+	defaultHeartbeatInterval = 3 * time.Second
+	lowLatencyFetchMaxWait   = 100 * time.Millisecond
+)
+
+// normalize validates k and returns a copy with the defaults filled in.
+func (k *KafkaConfig) normalize() (KafkaConfig, error) {
+	if k == nil {
+		return KafkaConfig{}, &ConfigError{Field: "Kafka", Reason: `distributed mode needs Config.Kafka with brokers (see DefaultDistributedConfig)`}
+	}
+	n := *k
+	if len(n.Brokers) == 0 {
+		return n, &ConfigError{Field: "Kafka.Brokers", Reason: "no seed brokers given"}
+	}
+	for i, b := range n.Brokers {
+		if b == "" {
+			return n, &ConfigError{Field: "Kafka.Brokers", Reason: "broker " + strconv.Itoa(i) + " is empty"}
+		}
+	}
+	n.Brokers = append([]string(nil), n.Brokers...)
+	if n.ClientID == "" {
+		n.ClientID = defaultClientID
+	}
+	if n.Source == "" {
+		n.Source = "/eventstream/" + n.ClientID
+	}
+	switch {
+	case n.Partitions < 0:
+		return n, &ConfigError{Field: "Kafka.Partitions", Reason: "must not be negative (0 means the broker's default)"}
+	case n.ReplicationFactor < 0:
+		return n, &ConfigError{Field: "Kafka.ReplicationFactor", Reason: "must not be negative (0 means the broker's default)"}
+	}
+	switch n.InitialOffset {
+	case "":
+		n.InitialOffset = InitialOffsetLatest
+	case InitialOffsetLatest, InitialOffsetEarliest:
+	default:
+		return n, &ConfigError{Field: "Kafka.InitialOffset", Reason: "unknown value " + quote(string(n.InitialOffset)) + `, want "latest" or "earliest"`}
+	}
+	if n.NonJSON != NonJSONDeliver && n.NonJSON != NonJSONDeadLetter {
+		return n, &ConfigError{Field: "Kafka.NonJSON", Reason: "unknown policy " + strconv.Itoa(int(n.NonJSON))}
+	}
+	for _, d := range []struct {
+		field string
+		v     *time.Duration
+		def   time.Duration
+	}{
+		{"Kafka.CommitInterval", &n.CommitInterval, defaultCommitInterval},
+		{"Kafka.SessionTimeout", &n.SessionTimeout, defaultSessionTimeout},
+		{"Kafka.HeartbeatInterval", &n.HeartbeatInterval, defaultHeartbeatInterval},
+		{"Kafka.JoinTimeout", &n.JoinTimeout, defaultJoinTimeout},
+		{"Kafka.Linger", &n.Linger, 0},
+	} {
+		switch {
+		case *d.v < 0:
+			return n, &ConfigError{Field: d.field, Reason: "must not be negative"}
+		case *d.v == 0:
+			*d.v = d.def
+		}
+	}
+	if n.HeartbeatInterval >= n.SessionTimeout {
+		return n, &ConfigError{Field: "Kafka.HeartbeatInterval", Reason: "must be shorter than SessionTimeout"}
+	}
+	if n.MaxBufferedRecords < 0 {
+		return n, &ConfigError{Field: "Kafka.MaxBufferedRecords", Reason: "must not be negative"}
+	}
+	if n.SASL != nil {
+		switch n.SASL.Mechanism {
+		case SASLPlain, SASLScramSHA256, SASLScramSHA512:
+		default:
+			return n, &ConfigError{Field: "Kafka.SASL.Mechanism", Reason: "unknown mechanism " + quote(n.SASL.Mechanism) +
+				`, want "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512"`}
+		}
+		if n.SASL.Username == "" {
+			return n, &ConfigError{Field: "Kafka.SASL.Username", Reason: "empty"}
+		}
+		s := *n.SASL
+		n.SASL = &s
+	}
+	for i, o := range append(append(append([]kgo.Opt(nil), n.ClientOptions...), n.ProducerOptions...), n.ConsumerOptions...) {
+		if o == nil {
+			return n, &ConfigError{Field: "Kafka.ClientOptions", Reason: "option " + strconv.Itoa(i) + " is nil"}
+		}
+	}
+	return n, nil
+}
+
 // newDistributed builds the Kafka bus.
 func newDistributed(cfg Config, o options) (EventBus, error) {
-	return nil, &ConfigError{Field: "Mode", Reason: `"distributed" needs the Kafka transport, which this build does not have yet`}
+	kc, err := cfg.Kafka.normalize()
+	if err != nil {
+		return nil, err
+	}
+	b, err := newBus(cfg, o, func(b *bus) (transport, error) { return newKafkaTransport(b, kc) })
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// ContextWithAsyncEmit returns ctx making the next Emit asynchronous, the
+// high-throughput way to emit: in distributed mode Emit returns once the
+// producer buffered the record (waiting only while MaxBufferedRecords are
+// outstanding, until ctx is done), and done is called once, from the
+// producer's goroutine, with the broker's verdict (nil once acknowledged).
+// Records emitted this way are batched (see KafkaConfig.Linger). In memory
+// mode Emit already returns once the event is queued, and done(nil) is
+// called before it returns.
+//
+// done is called only when Emit returned nil; an Emit that fails (invalid
+// topic, bus closed, buffer full until ctx was done) returns the error and
+// does not call it. The send span and the send metrics cover the hand-off
+// to the producer; a failure the broker reports later reaches only done
+// (and the logs).
+func ContextWithAsyncEmit(ctx context.Context, done func(err error)) context.Context {
+	if done == nil {
+		done = func(error) {}
+	}
+	return context.WithValue(ctx, asyncEmitKey{}, done)
+}
+
+type asyncEmitKey struct{}
+
+func asyncEmitFrom(ctx context.Context) func(error) {
+	f, _ := ctx.Value(asyncEmitKey{}).(func(error))
+	return f
 }

@@ -28,6 +28,9 @@ var (
 	ErrUnknownSubscription = errors.New("eventstream: unknown subscription")
 	// ErrShutdownTimeout: Close gave up waiting for accepted events.
 	ErrShutdownTimeout = errors.New("eventstream: shutdown timed out")
+	// ErrKafka: a Kafka operation failed (connect, produce, topic setup,
+	// group join); the *KafkaError names it and wraps the broker's error.
+	ErrKafka = errors.New("eventstream: kafka operation failed")
 )
 
 // ConfigError names the Config field or option that is wrong.

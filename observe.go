@@ -90,6 +90,10 @@ func newObserver(b *bus) (*observer, error) {
 	if b.opts.linksOnly {
 		topts = append(topts, telemetry.WithLinksOnly())
 	}
+	if sa, ok := b.tr.(interface{ serverAddress() (string, int) }); ok { // Kafka: server.address on send spans
+		host, port := sa.serverAddress()
+		topts = append(topts, telemetry.WithServerAddress(host, port))
+	}
 	tel, err := telemetry.New(topts...)
 	if err != nil {
 		_ = o.close()

@@ -1,5 +1,5 @@
-// Command basic is the original README's memory-mode example: subscribe,
-// emit, unsubscribe, then print the bus's stats and history.
+// Command basic is the original README's memory-mode example, as written,
+// followed by its statistics block.
 package main
 
 import (
@@ -11,26 +11,26 @@ import (
 )
 
 func main() {
-	// Memory-mode configuration.
+	// 创建内存模式配置
 	config := eventstream.DefaultConfig()
 
-	// Create the EventBus.
+	// 创建EventBus
 	bus, err := eventstream.New(config)
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer bus.Close()
 
-	// Subscribe.
+	// 订阅事件
 	subscription, err := bus.On("user.registered", func(ctx context.Context, event *eventstream.Event) error {
-		fmt.Printf("user registered: %v\n", event.Data)
+		fmt.Printf("用户注册: %v\n", event.Data)
 		return nil
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
 
-	// Publish.
+	// 发布事件
 	ctx := context.Background()
 	err = bus.Emit(ctx, "user.registered", map[string]interface{}{
 		"user_id": "12345",
@@ -40,15 +40,16 @@ func main() {
 		log.Fatal(err)
 	}
 
-	// Unsubscribe: the event above is handled before Off returns, because
-	// Off waits for in-flight handlers and the queue was drained first.
+	// 取消订阅 (Off lets the subscription finish what it had accepted)
 	bus.Off(subscription)
 
+	// 统计信息: read from the bus's own OpenTelemetry metrics and spans.
 	if memBus, ok := bus.(eventstream.MemoryEventBus); ok {
 		stats := memBus.GetStats()
-		fmt.Printf("stats: emitted=%d succeeded=%d\n", stats.Emitted, stats.Succeeded)
+		fmt.Printf("统计信息: emitted=%d delivered=%d succeeded=%d failed=%d\n",
+			stats.Emitted, stats.Delivered, stats.Succeeded, stats.Failed)
 		for _, h := range memBus.GetHistory(10) {
-			fmt.Printf("history: %s %s status=%s trace=%s\n", h.Operation, h.Topic, h.Status, h.TraceID)
+			fmt.Printf("历史: %-7s %s event=%s status=%s trace=%s\n", h.Operation, h.Topic, h.EventID, h.Status, h.TraceID)
 		}
 	}
 }

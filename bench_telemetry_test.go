@@ -1,0 +1,74 @@
+package eventstream_test
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"libx.net/eventstream"
+	"libx.net/eventstream/history"
+)
+
+// discardExporter drops spans after the batch processor has done its work.
+type discardExporter struct{}
+
+func (discardExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discardExporter) Shutdown(context.Context) error                           { return nil }
+
+
+// BenchmarkMemoryDeliveredInstrumented: the whole telemetry on — SDK
+// TracerProvider sampling every event into a batch processor, SDK
+// MeterProvider with the stats reader, history on.
+func BenchmarkMemoryDeliveredInstrumented(b *testing.B) {
+	benchDeliveredTelemetry(b, sdktrace.AlwaysSample())
+}
+
+// BenchmarkMemoryDeliveredSampled1pct: the same at a 1% parent-based ratio.
+func BenchmarkMemoryDeliveredSampled1pct(b *testing.B) {
+	benchDeliveredTelemetry(b, sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.01)))
+}
+
+func benchDeliveredTelemetry(b *testing.B, sampler sdktrace.Sampler) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sampler),
+		sdktrace.WithBatcher(discardExporter{}))
+	stats := history.NewStatsReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(stats.Reader()))
+	b.Cleanup(func() {
+		_ = tp.Shutdown(context.Background())
+		_ = mp.Shutdown(context.Background())
+	})
+	cfg := eventstream.DefaultConfig()
+	bus, err := eventstream.New(cfg,
+		eventstream.WithTracerProvider(tp), eventstream.WithMeterProvider(mp), eventstream.WithStatsReader(stats),
+		eventstream.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = bus.Close() })
+	var got atomic.Int64
+	done := make(chan struct{})
+	target := int64(b.N)
+	if _, err := bus.On("bench", func(ctx context.Context, e *eventstream.Event) error {
+		if got.Add(1) == target {
+			close(done)
+		}
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := bus.Emit(ctx, "bench", i); err != nil {
+			b.Fatal(err)
+		}
+	}
+	<-done
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
