@@ -155,11 +155,15 @@ func ExampleMemoryEventBus() {
 
 		// 获取事件历史
 		history := memBus.GetHistory(10)
-		fmt.Printf("history entries=%d newest=%s %s\n", len(history), history[0].Operation, history[0].Topic)
+		ops := map[string]int{}
+		for _, h := range history {
+			ops[h.Operation+" "+h.Topic+" "+h.Status]++
+		}
+		fmt.Printf("history entries=%d %v\n", len(history), ops)
 	}
 	// Output:
 	// emitted=3 delivered=3 succeeded=3 failed=0
-	// history entries=6 newest=process user.registered
+	// history entries=6 map[process user.registered ok:3 send user.registered ok:3]
 }
 
 // Keys keep per-key order under concurrency; headers travel with the event.

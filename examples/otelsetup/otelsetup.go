@@ -25,6 +25,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 
+	"libx.net/eventstream/history"
 	"libx.net/eventstream/telemetry"
 )
 
@@ -33,6 +34,9 @@ type Setup struct {
 	TracerProvider *sdktrace.TracerProvider
 	MeterProvider  *sdkmetric.MeterProvider
 	Logger         *slog.Logger
+	// Stats lets the bus's GetStats and debug page read MeterProvider:
+	// pass it with eventstream.WithStatsReader.
+	Stats *history.StatsReader
 	// Mux serves /metrics; mount more (e.g. /debug/eventstream/) on it.
 	Mux    *http.ServeMux
 	server *http.Server
@@ -61,7 +65,9 @@ func Start(ctx context.Context, service, metricsAddr string) (*Setup, error) {
 	if err != nil {
 		return nil, err
 	}
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(promExp))
+	stats := history.NewStatsReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res),
+		sdkmetric.WithReader(promExp), sdkmetric.WithReader(stats.Reader()))
 
 	otel.SetTracerProvider(tp)
 	otel.SetMeterProvider(mp)
@@ -73,7 +79,7 @@ func Start(ctx context.Context, service, metricsAddr string) (*Setup, error) {
 	// OpenMetrics, so that the exemplars on latency buckets (trace ids)
 	// reach Prometheus and Grafana can jump from a bucket to the trace.
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
-	s := &Setup{TracerProvider: tp, MeterProvider: mp, Logger: logger, Mux: mux}
+	s := &Setup{TracerProvider: tp, MeterProvider: mp, Logger: logger, Stats: stats, Mux: mux}
 	if metricsAddr != "" {
 		ln, err := net.Listen("tcp", metricsAddr)
 		if err != nil {
