@@ -17,8 +17,7 @@ import (
 type discardExporter struct{}
 
 func (discardExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
-func (discardExporter) Shutdown(context.Context) error                           { return nil }
-
+func (discardExporter) Shutdown(context.Context) error                             { return nil }
 
 // BenchmarkMemoryDeliveredInstrumented: the whole telemetry on — SDK
 // TracerProvider sampling every event into a batch processor, SDK

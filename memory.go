@@ -257,13 +257,13 @@ type lane struct {
 	waiters atomic.Int32
 	abandon atomic.Bool // the worker leaves the rest of the queue alone
 
-	mu      sync.Mutex
-	q       []*Event
-	spare   []*Event
-	busy    bool          // a worker owns the lane
-	closed  bool          // the subscription left; push refuses
-	room    chan struct{} // closed when room frees up; nil without waiters
-	idle    chan struct{} // closed when the worker leaves a stopped lane
+	mu     sync.Mutex
+	q      []*Event
+	spare  []*Event
+	busy   bool          // a worker owns the lane
+	closed bool          // the subscription left; push refuses
+	room   chan struct{} // closed when room frees up; nil without waiters
+	idle   chan struct{} // closed when the worker leaves a stopped lane
 }
 
 // waitRoom blocks while the lane is full, until ctx is done.
