@@ -66,10 +66,13 @@ type bus struct {
 
 func newBus(cfg Config, o options, newTransport transportFactory) (*bus, error) {
 	b := &bus{cfg: cfg, opts: o, subs: map[string]*subscription{}}
-	b.logger = o.logger
-	if b.logger == nil {
-		b.logger = slog.Default()
+	logger := o.logger
+	if logger == nil {
+		logger = slog.Default()
 	}
+	// The bus's own records carry trace_id and span_id when logged inside
+	// a span; wrapping twice is a no-op.
+	b.logger = slog.New(telemetry.NewLogHandler(logger.Handler()))
 	b.baseCtx, b.cancel = context.WithCancel(context.Background())
 	tr, err := newTransport(b)
 	if err != nil {
@@ -111,13 +114,19 @@ func (b *bus) Emit(ctx context.Context, topic string, data any) error {
 		return err
 	}
 	e := event.New(topic, data)
+	var async func(error)
 	if m, ok := ctx.Value(emitMetaKey{}).(*emitMeta); ok {
 		e.Key = m.key
 		if len(m.headers) > 0 {
 			e.Headers = maps.Clone(m.headers)
 		}
+		async = m.async
 	}
-	return b.emit(ctx, e)
+	err := b.emit(ctx, e)
+	if async != nil && err == nil && b.tr.system() != telemetry.SystemKafka {
+		async(nil) // ContextWithAsyncEmit: queued is done in memory mode
+	}
+	return err
 }
 
 // On implements EventBus.
