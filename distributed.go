@@ -81,6 +81,12 @@ type KafkaConfig struct {
 	// JoinTimeout bounds how long On waits for the subscription's first
 	// assignment. Default 30s.
 	JoinTimeout time.Duration
+	// FetchMaxWait is how long a broker may hold a fetch that has no new
+	// records. It does not delay records that arrive (the broker answers
+	// at once), but bounds how long a member waits after a rebalance
+	// before its next fetch. Default 500ms (Kafka's fetch.max.wait.ms);
+	// 100ms with LowLatency.
+	FetchMaxWait time.Duration
 	// NonJSON says what happens to a record whose value is not JSON (a
 	// foreign producer's text or binary payload). Default NonJSONDeliver.
 	NonJSON NonJSONPolicy
@@ -93,8 +99,9 @@ type KafkaConfig struct {
 	// never wait. Default 0: franz-go's default (10ms). Ignored with
 	// LowLatency.
 	Linger time.Duration
-	// LowLatency sends every record at once (no lingering) and caps the
-	// consumer's fetch wait, trading throughput for latency.
+	// LowLatency sends every record at once (no lingering, also for
+	// asynchronous emits) and shortens FetchMaxWait to 100ms unless set,
+	// trading some throughput for latency.
 	LowLatency bool
 	// MaxBufferedRecords bounds the records the producer holds before the
 	// broker acknowledged them; Emit waits (until its context is done)
@@ -175,6 +182,7 @@ const (
 	defaultJoinTimeout       = 30 * time.Second
 	defaultSessionTimeout    = 45 * time.Second
 	defaultHeartbeatInterval = 3 * time.Second
+	defaultFetchMaxWait      = 500 * time.Millisecond
 	lowLatencyFetchMaxWait   = 100 * time.Millisecond
 )
 
@@ -215,6 +223,10 @@ func (k *KafkaConfig) normalize() (KafkaConfig, error) {
 	if n.NonJSON != NonJSONDeliver && n.NonJSON != NonJSONDeadLetter {
 		return n, &ConfigError{Field: "Kafka.NonJSON", Reason: "unknown policy " + strconv.Itoa(int(n.NonJSON))}
 	}
+	fetchMaxWait := defaultFetchMaxWait
+	if n.LowLatency {
+		fetchMaxWait = lowLatencyFetchMaxWait
+	}
 	for _, d := range []struct {
 		field string
 		v     *time.Duration
@@ -225,6 +237,7 @@ func (k *KafkaConfig) normalize() (KafkaConfig, error) {
 		{"Kafka.HeartbeatInterval", &n.HeartbeatInterval, defaultHeartbeatInterval},
 		{"Kafka.JoinTimeout", &n.JoinTimeout, defaultJoinTimeout},
 		{"Kafka.Linger", &n.Linger, 0},
+		{"Kafka.FetchMaxWait", &n.FetchMaxWait, fetchMaxWait},
 	} {
 		switch {
 		case *d.v < 0:
@@ -291,12 +304,14 @@ func ContextWithAsyncEmit(ctx context.Context, done func(err error)) context.Con
 	if done == nil {
 		done = func(error) {}
 	}
-	return context.WithValue(ctx, asyncEmitKey{}, done)
+	m := emitMetaFrom(ctx)
+	m.async = done
+	return context.WithValue(ctx, emitMetaKey{}, &m)
 }
 
-type asyncEmitKey struct{}
-
 func asyncEmitFrom(ctx context.Context) func(error) {
-	f, _ := ctx.Value(asyncEmitKey{}).(func(error))
-	return f
+	if m, ok := ctx.Value(emitMetaKey{}).(*emitMeta); ok {
+		return m.async
+	}
+	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
@@ -279,21 +280,30 @@ func (t *kafkaTransport) setupTopic(ctx context.Context, topic string) error {
 	}
 }
 
+// topicExists asks a broker directly (kadm's lookups are cached, and a
+// topic created a moment ago would stay missing for seconds).
 func (t *kafkaTransport) topicExists(ctx context.Context, topic string) error {
-	details, err := t.adm.ListTopics(ctx, topic)
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, t.prod)
 	if err != nil {
 		return err
 	}
-	d, ok := details[topic]
-	switch {
-	case !ok:
-		return kerr.UnknownTopicOrPartition
-	case d.Err != nil:
-		return d.Err
-	case len(d.Partitions) == 0:
-		return kerr.UnknownTopicOrPartition
+	for _, rt := range resp.Topics {
+		if rt.Topic == nil || *rt.Topic != topic {
+			continue
+		}
+		if err := kerr.ErrorForCode(rt.ErrorCode); err != nil {
+			return err
+		}
+		if len(rt.Partitions) == 0 {
+			return kerr.UnknownTopicOrPartition
+		}
+		return nil
 	}
-	return nil
+	return kerr.UnknownTopicOrPartition
 }
 
 // subscribe implements transport: it joins the subscription's group and

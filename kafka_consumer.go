@@ -84,10 +84,8 @@ func newConsumer(t *kafkaTransport, s *subscription, private bool) (*kconsumer, 
 		kgo.ConsumeStartOffset(kgo.NewOffset().AtStart()),
 		kgo.SessionTimeout(kc.SessionTimeout),
 		kgo.HeartbeatInterval(kc.HeartbeatInterval),
+		kgo.FetchMaxWait(kc.FetchMaxWait),
 	)
-	if kc.LowLatency {
-		opts = append(opts, kgo.FetchMaxWait(lowLatencyFetchMaxWait))
-	}
 	opts = append(opts, kc.ConsumerOptions...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -147,14 +145,12 @@ func (c *kconsumer) adjustOffsets(ctx context.Context, offsets map[string]map[in
 				"topic", topic, "group", c.s.group, "error", err)
 			return nil, err
 		}
-		commit := map[string]map[int32]kgo.EpochOffset{topic: {}}
 		for p, off := range resolved {
 			parts[p] = kgo.NewOffset().At(off).WithEpoch(-1)
 			starts[p] = off
-			commit[topic][p] = kgo.EpochOffset{Epoch: -1, Offset: off}
 		}
 		if cl := c.cl.Load(); cl != nil {
-			if err := commitSync(ctx, cl, commit); err != nil {
+			if err := c.commitStart(ctx, cl, resolved); err != nil {
 				c.t.bus.logger.Warn("eventstream: starting offsets not committed; they will be with the first handled event",
 					"topic", topic, "group", c.s.group, "error", err)
 			} else {
@@ -180,6 +176,39 @@ func (c *kconsumer) adjustOffsets(ctx context.Context, offsets map[string]map[in
 	c.mu.Unlock()
 	c.markReady()
 	return offsets, nil
+}
+
+// commitStart commits starting positions as the member, with a request of
+// its own: franz-go's commit bookkeeping for the session starts only after
+// this point.
+func (c *kconsumer) commitStart(ctx context.Context, cl *kgo.Client, offsets map[int32]int64) error {
+	details, err := c.t.adm.ListTopics(ctx, c.s.topic)
+	if err != nil {
+		return err
+	}
+	member, generation := cl.GroupMetadata()
+	req := kmsg.NewPtrOffsetCommitRequest()
+	req.Group, req.MemberID, req.Generation = c.s.group, member, generation
+	rt := kmsg.NewOffsetCommitRequestTopic()
+	rt.Topic, rt.TopicID = c.s.topic, details[c.s.topic].ID
+	for p, off := range offsets {
+		rp := kmsg.NewOffsetCommitRequestTopicPartition()
+		rp.Partition, rp.Offset, rp.LeaderEpoch = p, off, -1
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return err
+	}
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (c *kconsumer) startPositions(ctx context.Context, missing []int32) (map[int32]int64, error) {

@@ -166,6 +166,7 @@ type emitMetaKey struct{}
 type emitMeta struct {
 	key     string
 	headers map[string]string
+	async   func(error) // ContextWithAsyncEmit
 }
 
 // ContextWithKey returns ctx carrying the partition key for the next Emit:

@@ -2,6 +2,7 @@ package middleware_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,10 +19,10 @@ import (
 	"libx.net/eventstream/telemetry"
 )
 
-// benchTelemetry is the production-like setup: AlwaysSample, a batch span
+// benchTelemetrySampler is the production-like setup: the given sampler, a batch span
 // processor (to a discarding exporter) and a metric reader.
-func benchTelemetry(b *testing.B) *telemetry.Telemetry {
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
+func benchTelemetrySampler(b *testing.B, sampler sdktrace.Sampler) (*telemetry.Telemetry, metric.MeterProvider) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sampler),
 		sdktrace.WithBatcher(tracetest.NewNoopExporter()))
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 	b.Cleanup(func() {
@@ -32,8 +33,11 @@ func benchTelemetry(b *testing.B) *telemetry.Telemetry {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return tel
+	b.Cleanup(func() { _ = tel.Close() })
+	return tel, mp
 }
+
+var sampled1pct = sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.01))
 
 var benchInfo = event.SubscriptionInfo{Topic: "orders", Group: "billing", Name: "billing#1", System: telemetry.SystemMemory}
 
@@ -41,7 +45,18 @@ var benchInfo = event.SubscriptionInfo{Topic: "orders", Group: "billing", Name: 
 // (EmitTracing → EmitMetrics → no-op transport) and the consume chain
 // (ConsumeMetrics → ProcessTracing → ProcessMetrics → no-op handler).
 func BenchmarkInstrumented(b *testing.B) {
-	tel := benchTelemetry(b)
+	tel, _ := benchTelemetrySampler(b, sdktrace.AlwaysSample())
+	benchInstrumented(b, tel)
+}
+
+// BenchmarkInstrumentedSampled1pct is BenchmarkInstrumented at a 1%
+// parent-based ratio.
+func BenchmarkInstrumentedSampled1pct(b *testing.B) {
+	tel, _ := benchTelemetrySampler(b, sampled1pct)
+	benchInstrumented(b, tel)
+}
+
+func benchInstrumented(b *testing.B, tel *telemetry.Telemetry) {
 	sub := tel.Subscription(benchInfo)
 	emit := event.Chain(nop, middleware.EmitTracing(tel, "memory"), middleware.EmitMetrics(tel, "memory"))
 	consume := event.Chain(nop, middleware.ConsumeMetrics(sub), middleware.ProcessTracing(sub), middleware.ProcessMetrics(sub))
@@ -58,10 +73,42 @@ func BenchmarkInstrumented(b *testing.B) {
 
 // BenchmarkBareSDK makes the same OpenTelemetry calls by hand: the same two
 // spans with the same attributes, the same propagation, the same metric
-// records with pre-built attribute sets.
+// records with pre-built attribute sets, and the same atomic counters behind
+// the observable consumed.messages / in_flight instruments.
 func BenchmarkBareSDK(b *testing.B) {
-	tel := benchTelemetry(b)
+	tel, _ := benchTelemetrySampler(b, sdktrace.AlwaysSample())
+	benchBareSDK(b, tel, nil)
+}
+
+// BenchmarkBareSDKSampled1pct is BenchmarkBareSDK at a 1% parent-based ratio.
+func BenchmarkBareSDKSampled1pct(b *testing.B) {
+	tel, _ := benchTelemetrySampler(b, sampled1pct)
+	benchBareSDK(b, tel, nil)
+}
+
+// BenchmarkBareSDKSync is BenchmarkBareSDK with consumed.messages and
+// in_flight as synchronous SDK instruments (three SDK calls per event instead
+// of three atomic adds), i.e. the layer's calls before they became observable.
+func BenchmarkBareSDKSync(b *testing.B) {
+	tel, mp := benchTelemetrySampler(b, sdktrace.AlwaysSample())
+	benchBareSDK(b, tel, mp.Meter("bare"))
+}
+
+// BenchmarkBareSDKSyncSampled1pct is BenchmarkBareSDKSync at 1%.
+func BenchmarkBareSDKSyncSampled1pct(b *testing.B) {
+	tel, mp := benchTelemetrySampler(b, sampled1pct)
+	benchBareSDK(b, tel, mp.Meter("bare"))
+}
+
+func benchBareSDK(b *testing.B, tel *telemetry.Telemetry, syncMeter metric.Meter) {
 	tracer, prop, in := tel.Tracer(), tel.Propagator(), tel.Instruments()
+	var consumedN, inFlightN atomic.Int64
+	var consumedC metric.Int64Counter
+	var inFlightC metric.Int64UpDownCounter
+	if syncMeter != nil {
+		consumedC, _ = syncMeter.Int64Counter(telemetry.MetricConsumedMessages)
+		inFlightC, _ = syncMeter.Int64UpDownCounter(telemetry.MetricInFlight)
+	}
 	sendKVs := []attribute.KeyValue{
 		telemetry.KeySystem.String("memory"), telemetry.KeyOperationType.String("send"),
 		telemetry.KeyOperationName.String("send"), telemetry.KeyDestination.String("orders"),
@@ -98,9 +145,17 @@ func BenchmarkBareSDK(b *testing.B) {
 			in.OperationDuration.Record(sctx, time.Since(start).Seconds(), sendRec...)
 			span.End()
 
-			in.ConsumedMessages.Add(ctx, 1, procAdd...)
+			if syncMeter != nil {
+				consumedC.Add(ctx, 1, procAdd...)
+			} else {
+				consumedN.Add(1)
+			}
 			in.DeliveryLatency.Record(ctx, time.Since(e.Time).Seconds(), baseRec...)
-			in.InFlight.Add(ctx, 1, baseAdd...)
+			if syncMeter != nil {
+				inFlightC.Add(ctx, 1, baseAdd...)
+			} else {
+				inFlightN.Add(1)
+			}
 			pctx := prop.Extract(ctx, propagation.MapCarrier(e.Headers))
 			attrs = make([]attribute.KeyValue, 0, len(procKVs)+2)
 			attrs = append(append(attrs, procKVs...), telemetry.KeyMessageID.String(e.ID), telemetry.KeyAttempt.Int(1))
@@ -108,7 +163,11 @@ func BenchmarkBareSDK(b *testing.B) {
 			start = time.Now()
 			in.ProcessDuration.Record(pctx, time.Since(start).Seconds(), procRec...)
 			span.End()
-			in.InFlight.Add(ctx, -1, baseAdd...)
+			if syncMeter != nil {
+				inFlightC.Add(ctx, -1, baseAdd...)
+			} else {
+				inFlightN.Add(-1)
+			}
 		}
 	})
 }

@@ -490,3 +490,86 @@ func TestNoExemplarWhenNotSampled(t *testing.T) {
 		}
 	}
 }
+
+// The tracing middleware reuses its span-start scratch space (attributes and
+// options) through a pool; concurrent spans of both kinds, with attribute
+// lists of different lengths (memory and Kafka, with and without a key),
+// must each keep their own attributes and links.
+func TestPooledStartOptionsConcurrent(t *testing.T) {
+	r := newRig(t, telemetry.SystemMemory)
+	kafkaSub := r.tel.Subscription(event.SubscriptionInfo{Topic: "orders", Group: "billing", Name: "billing#1", System: telemetry.SystemKafka})
+	const workers, per = 4, 200
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		go func() {
+			for i := 0; i < per; i++ {
+				e := event.New("orders", i)
+				system, sub := telemetry.SystemMemory, r.sub
+				if i%2 == 1 {
+					system, sub = telemetry.SystemKafka, kafkaSub
+					e.Record = &event.Record{Partition: int32(i % 3), Offset: int64(i)}
+					if i%4 == 1 {
+						e.Key = "k-" + e.ID
+					}
+				}
+				ctx := context.Background()
+				if i%5 == 0 { // an ambient span becomes a link
+					ctx = trace.ContextWithSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{
+						TraceID: trace.TraceID{1}, SpanID: trace.SpanID{byte(i + 1)}, TraceFlags: trace.FlagsSampled}))
+				}
+				if err := r.emit(context.Background(), system, e, nop); err != nil {
+					errs <- err
+					return
+				}
+				if err := event.Chain(nop, middleware.ProcessTracing(sub))(ctx, e); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for w := 0; w < workers; w++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	spans := r.sr.Ended()
+	if len(spans) != 2*workers*per {
+		t.Fatalf("%d spans, want %d", len(spans), 2*workers*per)
+	}
+	sendOf := map[string]sdktrace.ReadOnlySpan{}
+	for _, s := range spans {
+		if s.SpanKind() == trace.SpanKindProducer {
+			sendOf[attrMap(s.Attributes())[telemetry.KeyMessageID].AsString()] = s
+		}
+	}
+	for _, s := range spans {
+		a := attrMap(s.Attributes())
+		id := a[telemetry.KeyMessageID].AsString()
+		kafka := a[telemetry.KeySystem].AsString() == telemetry.SystemKafka
+		wantN := 5 // send: system, operation type/name, destination, message id
+		if kafka {
+			wantN += 2 // partition, offset (on send: after publish)
+		}
+		if s.SpanKind() == trace.SpanKindConsumer {
+			wantN += 3 // process: + group, subscription, attempt
+			send := sendOf[id]
+			if send == nil || s.Parent().SpanID() != send.SpanContext().SpanID() {
+				t.Fatalf("process span of %s not a child of its send span", id)
+			}
+			if len(s.Links()) > 1 {
+				t.Errorf("process span of %s has %d links", id, len(s.Links()))
+			}
+		}
+		if k, ok := a[telemetry.KeyKafkaMessageKey]; ok {
+			if k.AsString() != "k-"+id {
+				t.Fatalf("span of %s has key %q", id, k.AsString())
+			}
+			wantN++
+		}
+		if len(s.Attributes()) != wantN {
+			t.Errorf("%s span of %s: %d attributes, want %d: %v", s.SpanKind(), id, len(s.Attributes()), wantN, s.Attributes())
+		}
+	}
+}

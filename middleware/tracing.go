@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -30,14 +31,15 @@ func EmitTracing(t *telemetry.Telemetry, system string) event.Middleware {
 	return func(next event.Handler) event.Handler {
 		return func(ctx context.Context, e *event.Event) error {
 			d := sender.Destination(e.Topic)
-			attrs := make([]attribute.KeyValue, 0, d.SpanAttributeCount()+2)
-			attrs = d.AppendSpanAttributes(attrs)
+			sb := getStartBuf()
+			attrs := d.AppendSpanAttributes(sb.attrs[:0])
 			attrs = append(attrs, telemetry.KeyMessageID.String(e.ID))
 			if kafka && e.Key != "" {
 				attrs = append(attrs, telemetry.KeyKafkaMessageKey.String(e.Key))
 			}
-			ctx, span := tracer.Start(ctx, d.SpanName(),
-				trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
+			opts := append(sb.opts[:0], spanKindProducer, sb.attributes(attrs))
+			ctx, span := tracer.Start(ctx, d.SpanName(), opts...)
+			sb.put(opts)
 			if e.Headers == nil {
 				e.Headers = make(map[string]string, 2)
 			}
@@ -73,10 +75,6 @@ func ProcessTracing(s *telemetry.Subscription) event.Middleware {
 	t := s.Telemetry()
 	tracer, prop, linksOnly := t.Tracer(), t.Propagator(), t.LinksOnly()
 	kafka := s.Info().System == telemetry.SystemKafka
-	nattrs := s.SpanAttributeCount() + 2
-	if kafka {
-		nattrs += 3
-	}
 	return func(next event.Handler) event.Handler {
 		return func(ctx context.Context, e *event.Event) error {
 			ambient := trace.SpanContextFromContext(ctx)
@@ -91,8 +89,8 @@ func ProcessTracing(s *telemetry.Subscription) event.Middleware {
 			}
 			creation := trace.SpanContextFromContext(base)
 
-			attrs := make([]attribute.KeyValue, 0, nattrs)
-			attrs = s.AppendSpanAttributes(attrs)
+			sb := getStartBuf()
+			attrs := s.AppendSpanAttributes(sb.attrs[:0])
 			attrs = append(attrs,
 				telemetry.KeyMessageID.String(e.ID),
 				telemetry.KeyAttempt.Int(event.Attempt(ctx)))
@@ -102,18 +100,18 @@ func ProcessTracing(s *telemetry.Subscription) event.Middleware {
 					attrs = append(attrs, telemetry.KeyKafkaMessageKey.String(e.Key))
 				}
 			}
-			opts := make([]trace.SpanStartOption, 0, 5)
-			opts = append(opts, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
+			opts := append(sb.opts[:0], spanKindConsumer, sb.attributes(attrs))
 			switch {
 			case !creation.IsValid():
-				opts = append(opts, trace.WithNewRoot())
+				opts = append(opts, newRoot)
 			case linksOnly:
-				opts = append(opts, trace.WithNewRoot(), trace.WithLinks(trace.Link{SpanContext: creation}))
+				opts = append(opts, newRoot, trace.WithLinks(trace.Link{SpanContext: creation}))
 			}
 			if ambient.IsValid() && !ambient.Equal(creation) {
 				opts = append(opts, trace.WithLinks(trace.Link{SpanContext: ambient}))
 			}
 			ctx, span := tracer.Start(base, s.SpanName(), opts...)
+			sb.put(opts)
 
 			err := next(ctx, e)
 
@@ -132,6 +130,65 @@ func ProcessTracing(s *telemetry.Subscription) event.Middleware {
 			return err
 		}
 	}
+}
+
+// Span start options that take no per-event value, built once (each
+// trace.WithSpanKind or WithNewRoot call allocates a closure).
+var (
+	spanKindProducer = trace.WithSpanKind(trace.SpanKindProducer)
+	spanKindConsumer = trace.WithSpanKind(trace.SpanKindConsumer)
+	newRoot          = trace.WithNewRoot()
+)
+
+// startBuf is the per-span scratch space of the tracing middleware: the span
+// start attributes and options, reused through a sync.Pool instead of being
+// allocated for every span.
+//
+// Reuse is safe because options are opaque (their methods are unexported):
+// a Tracer can only read them through trace.NewSpanStartConfig, which copies
+// the attributes into a SpanConfig of its own, and it does so within Start.
+// Nothing else holds the buffer once Start has returned.
+type startBuf struct {
+	attrs [startBufAttrs]attribute.KeyValue
+	opts  [6]trace.SpanStartOption
+
+	// attrOpts[n] is trace.WithAttributes(attrs[:n]...), kept because boxing
+	// the slice into an option allocates. It stays valid while attributes are
+	// written into the same array; the spans of a subscription or destination
+	// always have the same count, so few lengths are ever built.
+	attrOpts [startBufAttrs + 1]trace.SpanStartOption
+}
+
+// startBufAttrs fits the longest attribute list (a Kafka process span: 6
+// static, message id, attempt, partition, offset, key). Longer lists still
+// work: append moves them to the heap.
+const startBufAttrs = 12
+
+var startBufs = sync.Pool{New: func() any { return new(startBuf) }}
+
+func getStartBuf() *startBuf { return startBufs.Get().(*startBuf) }
+
+// attributes returns trace.WithAttributes(attrs...), cached when attrs is
+// the buffer's own array.
+func (b *startBuf) attributes(attrs []attribute.KeyValue) trace.SpanStartOption {
+	if len(attrs) == 0 || &attrs[0] != &b.attrs[0] {
+		return trace.WithAttributes(attrs...) // moved to the heap: not cached
+	}
+	opt := b.attrOpts[len(attrs)]
+	if opt == nil {
+		opt = trace.WithAttributes(b.attrs[:len(attrs)]...)
+		b.attrOpts[len(attrs)] = opt
+	}
+	return opt
+}
+
+// put returns b to the pool once Start has returned. Options beyond the
+// cached ones (links) are cleared so that the pool holds no span contexts.
+func (b *startBuf) put(opts []trace.SpanStartOption) {
+	if len(opts) > 2 {
+		clear(opts[2:])
+	}
+	startBufs.Put(b)
 }
 
 // setError marks span failed: status Error with the message, and error.type.

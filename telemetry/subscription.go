@@ -23,8 +23,8 @@ type Subscription struct {
 	spanName  string
 	spanAttrs []attribute.KeyValue // system, operation type/name, destination, group, subscription
 
-	consumed  []metric.AddOption    // system, operation name, destination, group
-	processOK []metric.RecordOption // same set
+	counters  *consumeCounters      // consumed.messages and in_flight, shared per set
+	processOK []metric.RecordOption // system, operation name, destination, group
 	base      []metric.AddOption    // system, destination, group (library metrics)
 	baseRec   []metric.RecordOption // same set
 	queue     metric.ObserveOption  // base + subscription
@@ -58,9 +58,9 @@ func (t *Telemetry) Subscription(info event.SubscriptionInfo) *Subscription {
 		KeyDestination.String(info.Topic),
 		KeyConsumerGroup.String(info.Group),
 	}
-	pset := metric.WithAttributeSet(attribute.NewSet(s.processKVs...))
-	bset := metric.WithAttributeSet(attribute.NewSet(s.baseKVs...))
-	s.consumed = []metric.AddOption{pset}
+	pattrs, battrs := attribute.NewSet(s.processKVs...), attribute.NewSet(s.baseKVs...)
+	s.counters = t.consumeCounters(consumeKey{info.System, info.Topic, info.Group}, pattrs, battrs)
+	pset, bset := metric.WithAttributeSet(pattrs), metric.WithAttributeSet(battrs)
 	s.processOK = []metric.RecordOption{pset}
 	s.base = []metric.AddOption{bset}
 	s.baseRec = []metric.RecordOption{bset}
@@ -87,13 +87,15 @@ func (s *Subscription) AppendSpanAttributes(dst []attribute.KeyValue) []attribut
 func (s *Subscription) SpanAttributeCount() int { return len(s.spanAttrs) }
 
 // RecordConsumed counts one delivery (messaging.client.consumed.messages).
+// It is an atomic add, reported at the next collection; ctx is unused.
 func (s *Subscription) RecordConsumed(ctx context.Context) {
-	s.t.inst.ConsumedMessages.Add(ctx, 1, s.consumed...)
+	s.counters.consumed.Add(1)
 }
 
-// AddInFlight moves eventstream.in_flight by n.
+// AddInFlight moves eventstream.in_flight by n. It is an atomic add, reported
+// at the next collection; ctx is unused.
 func (s *Subscription) AddInFlight(ctx context.Context, n int64) {
-	s.t.inst.InFlight.Add(ctx, n, s.base...)
+	s.counters.inFlight.Add(n)
 }
 
 // RecordDeliveryLatency records eventstream.delivery.latency.

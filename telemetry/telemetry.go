@@ -24,20 +24,29 @@ type Telemetry struct {
 
 	sendersMu sync.Mutex
 	senders   map[string]*Sender
+
+	consume consumeRegistry
 }
 
 // Instruments are the metric instruments of a Telemetry, for the middleware of
 // this module (and users writing their own). Record on them with attribute
 // sets built once, through metric.WithAttributeSet.
+//
+// ConsumedMessages and InFlight are observable: they are fed by per-(system,
+// topic, group) atomic counters that Subscription.RecordConsumed and
+// Subscription.AddInFlight move, read by one callback at each collection.
+// Their exported data (a monotonic, respectively non-monotonic, Sum with the
+// same name, unit and attributes) is what the synchronous instruments
+// produced; what changes is that the hot path makes no SDK call.
 type Instruments struct {
-	SentMessages      metric.Int64Counter       // messaging.client.sent.messages
-	OperationDuration metric.Float64Histogram   // messaging.client.operation.duration
-	ConsumedMessages  metric.Int64Counter       // messaging.client.consumed.messages
-	ProcessDuration   metric.Float64Histogram   // messaging.process.duration
-	Retries           metric.Int64Counter       // eventstream.retries
-	DeadLetters       metric.Int64Counter       // eventstream.dead_letters
-	InFlight          metric.Int64UpDownCounter // eventstream.in_flight
-	DeliveryLatency   metric.Float64Histogram   // eventstream.delivery.latency
+	SentMessages      metric.Int64Counter                 // messaging.client.sent.messages
+	OperationDuration metric.Float64Histogram             // messaging.client.operation.duration
+	ConsumedMessages  metric.Int64ObservableCounter       // messaging.client.consumed.messages
+	ProcessDuration   metric.Float64Histogram             // messaging.process.duration
+	Retries           metric.Int64Counter                 // eventstream.retries
+	DeadLetters       metric.Int64Counter                 // eventstream.dead_letters
+	InFlight          metric.Int64ObservableUpDownCounter // eventstream.in_flight
+	DeliveryLatency   metric.Float64Histogram             // eventstream.delivery.latency
 	QueueDepth        metric.Int64ObservableGauge
 	PoolRunning       metric.Int64ObservableGauge
 	PoolCapacity      metric.Int64ObservableGauge
@@ -160,11 +169,14 @@ func (in *Instruments) init(m metric.Meter) error {
 	}
 	in.SentMessages = counter(MetricSentMessages, UnitMessage, DescSentMessages)
 	in.OperationDuration = histogram(MetricOperationDuration, DescOperationDuration)
-	in.ConsumedMessages = counter(MetricConsumedMessages, UnitMessage, DescConsumedMessages)
+	consumed, e := m.Int64ObservableCounter(MetricConsumedMessages, metric.WithUnit(UnitMessage),
+		metric.WithDescription(DescConsumedMessages))
+	in.ConsumedMessages, err = consumed, errors.Join(err, e)
 	in.ProcessDuration = histogram(MetricProcessDuration, DescProcessDuration)
 	in.Retries = counter(MetricRetries, UnitRetry, DescRetries)
 	in.DeadLetters = counter(MetricDeadLetters, UnitMessage, DescDeadLetters)
-	inFlight, e := m.Int64UpDownCounter(MetricInFlight, metric.WithUnit(UnitMessage), metric.WithDescription(DescInFlight))
+	inFlight, e := m.Int64ObservableUpDownCounter(MetricInFlight, metric.WithUnit(UnitMessage),
+		metric.WithDescription(DescInFlight))
 	in.InFlight, err = inFlight, errors.Join(err, e)
 	in.DeliveryLatency = histogram(MetricDeliveryLatency, DescDeliveryLatency)
 	in.QueueDepth = gauge(MetricQueueDepth, UnitMessage, DescQueueDepth)
@@ -174,6 +186,14 @@ func (in *Instruments) init(m metric.Meter) error {
 	in.ConsumerLag = gauge(MetricConsumerLag, UnitMessage, DescConsumerLag)
 	return err
 }
+
+// Close unregisters the metric callback that reports
+// messaging.client.consumed.messages and eventstream.in_flight (registered
+// with the first Subscription). Call it when the bus closes; after Close the
+// two metrics are no longer reported to the MeterProvider. It is idempotent
+// and safe to call concurrently; Subscriptions made after Close count but
+// are not reported.
+func (t *Telemetry) Close() error { return t.consume.close() }
 
 // Tracer returns the library's Tracer (scope ScopeName).
 func (t *Telemetry) Tracer() trace.Tracer { return t.tracer }

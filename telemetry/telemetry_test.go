@@ -243,3 +243,101 @@ func TestLogHandler(t *testing.T) {
 		t.Errorf("line without span has trace_id: %q", lines[1])
 	}
 }
+
+// consumed.messages and in_flight are observable instruments fed by atomic
+// counters; their data must be what the synchronous instruments produced: a
+// cumulative monotonic (resp. non-monotonic) Sum per attribute set, summed
+// over subscriptions sharing the set, absent until the first delivery, and
+// kept after a subscription ends.
+func TestConsumeCountersObservable(t *testing.T) {
+	tel, _, rd := newTel(t)
+	ctx := context.Background()
+	other := info
+	other.Name = "billing-2" // same group: same metric attribute sets
+	shipping := info
+	shipping.Group = "shipping"
+
+	a, b := tel.Subscription(info), tel.Subscription(other)
+	_ = tel.Subscription(shipping) // no delivery: no series
+	if s, ok := collect(t, rd)[telemetry.MetricConsumedMessages].Data.(metricdata.Sum[int64]); ok && len(s.DataPoints) != 0 {
+		t.Errorf("consumed reported before any delivery: %+v", s.DataPoints)
+	}
+	a.RecordConsumed(ctx)
+	a.RecordConsumed(ctx)
+	b.RecordConsumed(ctx)
+	a.AddInFlight(ctx, 2)
+	b.AddInFlight(ctx, 1)
+	a.AddInFlight(ctx, -1)
+
+	check := func(wantConsumed, wantInFlight int64) {
+		t.Helper()
+		ms := collect(t, rd)
+		c, ok := ms[telemetry.MetricConsumedMessages].Data.(metricdata.Sum[int64])
+		if !ok || !c.IsMonotonic || c.Temporality != metricdata.CumulativeTemporality || len(c.DataPoints) != 1 {
+			t.Fatalf("consumed = %+v", ms[telemetry.MetricConsumedMessages].Data)
+		}
+		proc := attribute.NewSet(telemetry.KeySystem.String("memory"), telemetry.KeyOperationName.String("process"),
+			telemetry.KeyDestination.String("orders"), telemetry.KeyConsumerGroup.String("billing"))
+		if dp := c.DataPoints[0]; dp.Value != wantConsumed || !dp.Attributes.Equals(&proc) {
+			t.Errorf("consumed point = %v %v, want %d %v", dp.Value, dp.Attributes.Encoded(attribute.DefaultEncoder()),
+				wantConsumed, proc.Encoded(attribute.DefaultEncoder()))
+		}
+		f, ok := ms[telemetry.MetricInFlight].Data.(metricdata.Sum[int64])
+		if !ok || f.IsMonotonic || len(f.DataPoints) != 1 {
+			t.Fatalf("in_flight = %+v", ms[telemetry.MetricInFlight].Data)
+		}
+		base := attribute.NewSet(telemetry.KeySystem.String("memory"), telemetry.KeyDestination.String("orders"),
+			telemetry.KeyConsumerGroup.String("billing"))
+		if dp := f.DataPoints[0]; dp.Value != wantInFlight || !dp.Attributes.Equals(&base) {
+			t.Errorf("in_flight point = %v, want %d", dp.Value, wantInFlight)
+		}
+		if m := ms[telemetry.MetricConsumedMessages]; m.Unit != telemetry.UnitMessage || m.Description != telemetry.DescConsumedMessages {
+			t.Errorf("consumed unit/description = %q %q", m.Unit, m.Description)
+		}
+	}
+	check(3, 2)
+	a.AddInFlight(ctx, -1)
+	b.AddInFlight(ctx, -1)
+	check(3, 0) // in_flight back to 0 is still reported, as an UpDownCounter's series is
+
+	if err := tel.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tel.Close(); err != nil {
+		t.Fatal("second Close:", err)
+	}
+	ms := collect(t, rd)
+	if _, ok := ms[telemetry.MetricConsumedMessages]; ok {
+		t.Error("consumed still reported after Close")
+	}
+}
+
+func TestConsumeCountersConcurrent(t *testing.T) {
+	tel, _, rd := newTel(t)
+	ctx := context.Background()
+	done := make(chan struct{})
+	for i := 0; i < 4; i++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			s := tel.Subscription(info)
+			for j := 0; j < 1000; j++ {
+				s.RecordConsumed(ctx)
+				s.AddInFlight(ctx, 1)
+				s.AddInFlight(ctx, -1)
+			}
+		}()
+		go func() {
+			defer func() { done <- struct{}{} }()
+			var rm metricdata.ResourceMetrics
+			_ = rd.Collect(ctx, &rm)
+		}()
+	}
+	for i := 0; i < 8; i++ {
+		<-done
+	}
+	c := collect(t, rd)[telemetry.MetricConsumedMessages].Data.(metricdata.Sum[int64])
+	if len(c.DataPoints) != 1 || c.DataPoints[0].Value != 4000 {
+		t.Errorf("consumed = %+v, want one point of 4000", c.DataPoints)
+	}
+	_ = tel.Close()
+}
