@@ -100,6 +100,7 @@ func newObserver(b *bus) (*observer, error) {
 		return nil, &ConfigError{Field: "telemetry", Reason: err.Error()}
 	}
 	o.tel = tel
+	o.closers = append(o.closers, func(context.Context) error { return tel.Close() })
 	if p, ok := b.tr.(interface {
 		poolStats() (running, capacity, waiting int64)
 	}); ok {

@@ -1,0 +1,178 @@
+// Command microservice is three services on one Kafka cluster, each its own
+// process: order-service emits order.created; notification-service and
+// points-service consume it in their own consumer groups. Each exports
+// traces over OTLP (to Jaeger) and serves /metrics and /debug/eventstream/,
+// so one order is one trace across three processes.
+//
+//	scripts/kafka.sh start && scripts/jaeger.sh start
+//	go run ./examples/microservice -service notification-service &
+//	go run ./examples/microservice -service points-service &
+//	go run ./examples/microservice -service order-service
+//
+// Brokers come from -brokers or EVENTSTREAM_KAFKA_BROKERS (default
+// 127.0.0.1:9092); traces go to OTEL_EXPORTER_OTLP_ENDPOINT (default
+// http://localhost:4318). Every 25th order is poison: points-service refuses
+// it, retries, and dead-letters it to order.created.dlq, where order-service
+// audits it — all in the order's trace.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"libx.net/eventstream"
+	"libx.net/eventstream/examples/otelsetup"
+)
+
+type order struct {
+	ID     string  `json:"id"`
+	Amount float64 `json:"amount"`
+	Poison bool    `json:"poison,omitempty"`
+}
+
+var metricsPorts = map[string]string{
+	"order-service":        "127.0.0.1:9464",
+	"notification-service": "127.0.0.1:9465",
+	"points-service":       "127.0.0.1:9466",
+}
+
+func main() {
+	service := flag.String("service", "", "order-service, notification-service or points-service")
+	brokers := flag.String("brokers", envOr("EVENTSTREAM_KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka brokers, comma-separated")
+	metrics := flag.String("metrics", "", "address of /metrics (default: 9464, 9465, 9466 by service)")
+	rate := flag.Int("rate", 20, "orders per second (order-service)")
+	duration := flag.Duration("duration", 0, "stop after this long (0: until interrupted)")
+	flag.Parse()
+	if _, ok := metricsPorts[*service]; !ok {
+		log.Fatalf("-service must be one of order-service, notification-service, points-service; got %q", *service)
+	}
+	if *metrics == "" {
+		*metrics = metricsPorts[*service]
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *duration)
+		defer cancel()
+	}
+	if err := run(ctx, *service, strings.Split(*brokers, ","), *metrics, *rate); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(ctx context.Context, service string, brokers []string, metricsAddr string, rate int) error {
+	obs, err := otelsetup.Start(ctx, service, metricsAddr)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = obs.Shutdown(sctx)
+	}()
+	tenant, err := otelsetup.NewTenant(obs.MeterProvider, obs.Logger)
+	if err != nil {
+		return err
+	}
+	cfg := eventstream.DefaultDistributedConfig(brokers)
+	bus, err := eventstream.New(cfg,
+		eventstream.WithTracerProvider(obs.TracerProvider),
+		eventstream.WithMeterProvider(obs.MeterProvider),
+		eventstream.WithStatsReader(obs.Stats),
+		eventstream.WithLogger(obs.Logger),
+		eventstream.WithMiddleware(tenant.Middleware),
+	)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := bus.Close(); err != nil {
+			obs.Logger.Error("close", "error", err)
+		}
+	}()
+	obs.Mux.Handle("/debug/eventstream/", http.StripPrefix("/debug/eventstream", eventstream.DebugHandler(bus)))
+	retry := eventstream.WithRetryPolicy(&eventstream.RetryPolicy{
+		MaxRetries: 2, BackoffStrategy: "exponential", InitialDelay: 20 * time.Millisecond, Multiplier: 2,
+	})
+
+	switch service {
+	case "notification-service":
+		_, err = bus.On("order.created", func(ctx context.Context, e *eventstream.Event) error {
+			var o order
+			if err := e.Unmarshal(&o); err != nil {
+				return eventstream.Permanent(err)
+			}
+			time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond) // an e-mail is sent
+			otelsetup.Logger(ctx, obs.Logger).DebugContext(ctx, "confirmation sent", "order", o.ID)
+			return nil
+		}, eventstream.WithConsumerGroup(service), eventstream.WithConcurrency(4), retry)
+	case "points-service":
+		_, err = bus.On("order.created", func(ctx context.Context, e *eventstream.Event) error {
+			var o order
+			if err := e.Unmarshal(&o); err != nil {
+				return eventstream.Permanent(err)
+			}
+			if o.Poison {
+				return fmt.Errorf("grant points for %s: %w", o.ID, errOutOfStock)
+			}
+			return nil
+		}, eventstream.WithConsumerGroup(service), eventstream.WithConcurrency(4), retry)
+	case "order-service":
+		if _, err = bus.On("order.created.dlq", func(ctx context.Context, e *eventstream.Event) error {
+			otelsetup.Logger(ctx, obs.Logger).WarnContext(ctx, "order failed downstream",
+				"group", e.Header(eventstream.HeaderDeadLetterGroup),
+				"reason", e.Header(eventstream.HeaderDeadLetterReason),
+				"attempts", e.Header(eventstream.HeaderDeadLetterAttempts))
+			return nil
+		}, eventstream.WithConsumerGroup("order-service-audit")); err != nil {
+			return err
+		}
+		return emitOrders(ctx, bus, obs, rate)
+	}
+	if err != nil {
+		return err
+	}
+	obs.Logger.Info("consuming", "metrics", "http://"+metricsAddr+"/metrics")
+	<-ctx.Done()
+	return nil
+}
+
+var errOutOfStock = errors.New("item out of stock")
+
+func emitOrders(ctx context.Context, bus eventstream.EventBus, obs *otelsetup.Setup, rate int) error {
+	obs.Logger.Info("emitting orders", "rate", rate)
+	tick := time.NewTicker(time.Second / time.Duration(max(rate, 1)))
+	defer tick.Stop()
+	tenants := []string{"acme", "globex", "initech"}
+	for n := 1; ; n++ {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		o := order{ID: fmt.Sprintf("o-%d", n), Amount: float64(rand.IntN(10000)) / 100, Poison: n%25 == 0}
+		ectx := otelsetup.WithTenant(ctx, tenants[n%len(tenants)])
+		ectx = eventstream.ContextWithKey(ectx, o.ID)
+		if err := bus.Emit(ectx, "order.created", o); err != nil && ctx.Err() == nil {
+			obs.Logger.ErrorContext(ectx, "emit failed", "error", err)
+		}
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
