@@ -67,12 +67,10 @@ func Run(t *testing.T, tr Transport) {
 		{"KeyAndHeaders", testKeyAndHeaders},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if tc.name == "Backpressure" && !tr.Backpressure {
-				t.Skip("transport has no bounded queue (Kafka's log is the buffer)")
-			}
-			tc.f(t, tr)
-		})
+		if tc.name == "Backpressure" && !tr.Backpressure {
+			continue // Kafka's log is the buffer: there is no bounded queue to fill
+		}
+		t.Run(tc.name, func(t *testing.T) { tc.f(t, tr) })
 	}
 }
 
