@@ -94,14 +94,14 @@ type KafkaConfig struct {
 	// "/eventstream/" + ClientID.
 	Source string
 
-	// Linger is how long the producer waits to batch records that were
-	// emitted asynchronously (ContextWithAsyncEmit); synchronous Emits
-	// never wait. Default 0: franz-go's default (10ms). Ignored with
-	// LowLatency.
+	// Linger is how long the producer holds records to batch them before
+	// sending. Default 0: every record is sent at once, and records emitted
+	// while a request is in flight are batched anyway (so asynchronous
+	// emits batch under load). A Linger delays every Emit by up to its
+	// value; it is ignored with LowLatency.
 	Linger time.Duration
-	// LowLatency sends every record at once (no lingering, also for
-	// asynchronous emits) and shortens FetchMaxWait to 100ms unless set,
-	// trading some throughput for latency.
+	// LowLatency shortens FetchMaxWait to 100ms unless set, and ignores
+	// Linger.
 	LowLatency bool
 	// MaxBufferedRecords bounds the records the producer holds before the
 	// broker acknowledged them; Emit waits (until its context is done)
@@ -141,7 +141,9 @@ const (
 	// bytes in Raw (Event.Unmarshal then reports the JSON error).
 	NonJSONDeliver NonJSONPolicy = iota
 	// NonJSONDeadLetter sends the record to the dead-letter topic, with a
-	// reason naming the decode error, without calling the handler.
+	// reason naming the decode error (a *DecodeError), without calling the
+	// handler. Records that are dead letters already are delivered, so a
+	// dead-letter subscriber sees them.
 	NonJSONDeadLetter
 )
 
@@ -291,7 +293,9 @@ func newDistributed(cfg Config, o options) (EventBus, error) {
 // producer buffered the record (waiting only while MaxBufferedRecords are
 // outstanding, until ctx is done), and done is called once, from the
 // producer's goroutine, with the broker's verdict (nil once acknowledged).
-// Records emitted this way are batched (see KafkaConfig.Linger). In memory
+// Records emitted this way are batched while requests are in flight (see
+// KafkaConfig.Linger); keep ctx alive until done is called, as canceling it
+// may fail records not yet sent. In memory
 // mode Emit already returns once the event is queued, and done(nil) is
 // called before it returns.
 //

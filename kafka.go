@@ -103,12 +103,11 @@ func newKafkaTransport(b *bus, kc KafkaConfig) (*kafkaTransport, error) {
 	t.base = append(t.base, kc.ClientOptions...)
 
 	popts := append([]kgo.Opt(nil), t.base...)
-	switch {
-	case kc.LowLatency:
-		popts = append(popts, kgo.ProducerLinger(0))
-	case kc.Linger > 0:
-		popts = append(popts, kgo.ProducerLinger(kc.Linger))
+	linger := kc.Linger
+	if kc.LowLatency {
+		linger = 0
 	}
+	popts = append(popts, kgo.ProducerLinger(linger))
 	if kc.MaxBufferedRecords > 0 {
 		popts = append(popts, kgo.MaxBufferedRecords(kc.MaxBufferedRecords))
 	}
@@ -187,11 +186,25 @@ func (t *kafkaTransport) publish(ctx context.Context, e *Event) error {
 		})
 		return nil
 	}
-	r, err := t.prod.ProduceSync(ctx, rec).First()
-	if err != nil {
-		return &KafkaError{Op: "produce", Topic: e.Topic, Err: err}
+	// Not ProduceSync: it waits for a record the client has sent even
+	// after ctx is done (an idempotent producer cannot withdraw it), and
+	// Emit must return when its context says so.
+	var perr error
+	acked := make(chan struct{})
+	t.prod.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+		perr = err
+		close(acked)
+	})
+	select {
+	case <-acked:
+	case <-ctx.Done():
+		return &KafkaError{Op: "produce", Topic: e.Topic, Err: fmt.Errorf(
+			"%w before the broker acknowledged (the record may still be written)", ctx.Err())}
 	}
-	e.Record = &event.Record{Partition: r.Partition, Offset: r.Offset}
+	if perr != nil {
+		return &KafkaError{Op: "produce", Topic: e.Topic, Err: perr}
+	}
+	e.Record = &event.Record{Partition: rec.Partition, Offset: rec.Offset}
 	return nil
 }
 

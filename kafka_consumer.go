@@ -456,7 +456,9 @@ func (c *kconsumer) handle(it kitem) {
 	}
 	ctx := c.t.bus.baseCtx
 	e, derr := decode(it.rec)
-	if derr != nil && c.t.cfg.NonJSON == NonJSONDeadLetter {
+	// A dead letter is always delivered: its subscriber is there to see
+	// what failed, JSON or not.
+	if derr != nil && c.t.cfg.NonJSON == NonJSONDeadLetter && e.Headers[HeaderDeadLetterTopic] == "" {
 		c.t.bus.deadLetter(ctx, c.s, e, derr)
 	} else {
 		c.s.deliver(ctx, e)
@@ -818,5 +820,3 @@ func (ps *partState) dispatchedEnd() int64 {
 }
 
 func (ps *partState) committedOffset() int64 { return ps.committed.Load() }
-
-

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -44,6 +45,17 @@ func (t *kafkaTransport) encode(e *Event) (*kgo.Record, error) {
 	if e.Key != "" {
 		r.Key = []byte(e.Key)
 	}
+	// All header values share one buffer: one allocation, not one each.
+	size := len(cloudEventsSpecVersion) + len(e.ID) + len(time.RFC3339Nano) + len(t.cfg.Source) + len(e.Topic) + len(contentTypeJSON)
+	for _, v := range e.Headers {
+		size += len(v)
+	}
+	buf := make([]byte, 0, size)
+	add := func(v string) []byte {
+		start := len(buf)
+		buf = append(buf, v...)
+		return buf[start:len(buf):len(buf)]
+	}
 	hs := make([]kgo.RecordHeader, 0, len(e.Headers)+6)
 	var hasSource, hasType, hasContentType bool
 	for k, v := range e.Headers {
@@ -60,20 +72,22 @@ func (t *kafkaTransport) encode(e *Event) (*kgo.Record, error) {
 			}
 			hasContentType = true
 		}
-		hs = append(hs, kgo.RecordHeader{Key: k, Value: []byte(v)})
+		hs = append(hs, kgo.RecordHeader{Key: k, Value: add(v)})
 	}
 	hs = append(hs,
-		kgo.RecordHeader{Key: HeaderCloudEventsSpecVersion, Value: []byte(cloudEventsSpecVersion)},
-		kgo.RecordHeader{Key: HeaderCloudEventsID, Value: []byte(e.ID)},
-		kgo.RecordHeader{Key: HeaderCloudEventsTime, Value: e.Time.UTC().AppendFormat(make([]byte, 0, 32), time.RFC3339Nano)})
+		kgo.RecordHeader{Key: HeaderCloudEventsSpecVersion, Value: add(cloudEventsSpecVersion)},
+		kgo.RecordHeader{Key: HeaderCloudEventsID, Value: add(e.ID)})
+	tstart := len(buf)
+	buf = e.Time.UTC().AppendFormat(buf, time.RFC3339Nano)
+	hs = append(hs, kgo.RecordHeader{Key: HeaderCloudEventsTime, Value: buf[tstart:len(buf):len(buf)]})
 	if !hasSource {
-		hs = append(hs, kgo.RecordHeader{Key: HeaderCloudEventsSource, Value: []byte(t.cfg.Source)})
+		hs = append(hs, kgo.RecordHeader{Key: HeaderCloudEventsSource, Value: add(t.cfg.Source)})
 	}
 	if !hasType {
-		hs = append(hs, kgo.RecordHeader{Key: HeaderCloudEventsType, Value: []byte(e.Topic)})
+		hs = append(hs, kgo.RecordHeader{Key: HeaderCloudEventsType, Value: add(e.Topic)})
 	}
 	if !hasContentType {
-		hs = append(hs, kgo.RecordHeader{Key: HeaderContentType, Value: []byte(contentTypeJSON)})
+		hs = append(hs, kgo.RecordHeader{Key: HeaderContentType, Value: add(contentTypeJSON)})
 	}
 	r.Headers = hs
 	return r, nil
@@ -94,35 +108,30 @@ func typeName(v any) string {
 // keeps the bytes in Raw, and returns a *DecodeError beside the event. An
 // empty value (a tombstone) is Data nil without an error.
 func decode(r *kgo.Record) (*Event, error) {
-	e := &Event{
-		Topic:  r.Topic,
-		Raw:    r.Value,
-		Record: &event.Record{Partition: r.Partition, Offset: r.Offset},
-	}
+	// The event and its location in one allocation.
+	er := &struct {
+		e Event
+		r event.Record
+	}{r: event.Record{Partition: r.Partition, Offset: r.Offset}}
+	e := &er.e
+	e.Topic, e.Raw, e.Record = r.Topic, r.Value, &er.r
 	if len(r.Key) > 0 {
 		e.Key = string(r.Key)
 	}
 	if len(r.Headers) > 0 {
-		e.Headers = make(map[string]string, len(r.Headers))
-		for _, h := range r.Headers {
-			e.Headers[h.Key] = string(h.Value)
-		}
+		decodeHeaders(e, r)
 	}
-	if e.ID = e.Headers[HeaderCloudEventsID]; e.ID == "" {
+	if e.ID == "" {
 		e.ID = r.Topic + "-" + strconv.FormatInt(int64(r.Partition), 10) + "-" + strconv.FormatInt(r.Offset, 10)
-	}
-	if ts := e.Headers[HeaderCloudEventsTime]; ts != "" {
-		if tm, err := time.Parse(time.RFC3339Nano, ts); err == nil {
-			e.Time = tm
-		}
 	}
 	if e.Time.IsZero() {
 		e.Time = r.Timestamp
 	}
+	ct := e.Headers[HeaderContentType]
 	if len(r.Value) == 0 {
 		return e, nil
 	}
-	if ct := e.Headers[HeaderContentType]; ct != "" && !isJSONMediaType(ct) {
+	if ct != "" && !isJSONMediaType(ct) {
 		return e, &DecodeError{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, ContentType: ct,
 			Err: fmt.Errorf("content-type %q is not JSON", ct)}
 	}
@@ -132,6 +141,100 @@ func decode(r *kgo.Record) (*Event, error) {
 			ContentType: e.Headers[HeaderContentType], Err: err}
 	}
 	return e, nil
+}
+
+// decodeHeaders fills e.Headers from the record's headers, and e.ID and
+// e.Time from ce_id and ce_time. The CloudEvents attributes the event holds
+// in its own fields, or that have the value the bus would write anyway,
+// are not repeated in Headers: ce_id, ce_time, ce_specversion "1.0",
+// content-type "application/json" and ce_type equal to the topic. Every
+// other header, ce_source included, is there.
+func decodeHeaders(e *Event, r *kgo.Record) {
+	var drop uint64 // bit i: header i is not kept (only the first 64 can be dropped)
+	n, size := 0, 0
+	for i, h := range r.Headers {
+		keep := true
+		switch h.Key {
+		case HeaderCloudEventsID:
+			e.ID, keep = string(h.Value), false
+		case HeaderCloudEventsTime:
+			if tm, ok := parseTime(string(h.Value)); ok {
+				e.Time, keep = tm, false
+			}
+		case HeaderCloudEventsSpecVersion:
+			keep = string(h.Value) != cloudEventsSpecVersion
+		case HeaderContentType:
+			keep = string(h.Value) != contentTypeJSON
+		case HeaderCloudEventsType:
+			keep = string(h.Value) != r.Topic
+		}
+		if !keep && i < 64 {
+			drop |= 1 << i
+			continue
+		}
+		n++
+		size += len(h.Value)
+	}
+	if n == 0 {
+		return
+	}
+	// The kept values share one string: one allocation, not one each.
+	all := make([]byte, 0, size)
+	for i, h := range r.Headers {
+		if i >= 64 || drop&(1<<i) == 0 {
+			all = append(all, h.Value...)
+		}
+	}
+	s := unsafe.String(unsafe.SliceData(all), len(all))
+	e.Headers = make(map[string]string, n)
+	off := 0
+	for i, h := range r.Headers {
+		if i >= 64 || drop&(1<<i) == 0 {
+			e.Headers[h.Key] = s[off : off+len(h.Value)]
+			off += len(h.Value)
+		}
+	}
+}
+
+// parseTime reads an RFC 3339 time. The UTC form the bus writes
+// (2006-01-02T15:04:05.999999999Z) is read directly; others go through
+// time.Parse.
+func parseTime(s string) (time.Time, bool) {
+	num := func(s string) (int, bool) {
+		n := 0
+		for i := 0; i < len(s); i++ {
+			c := s[i]
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	if len(s) >= 20 && s[len(s)-1] == 'Z' && s[4] == '-' && s[7] == '-' && s[10] == 'T' && s[13] == ':' && s[16] == ':' {
+		y, ok1 := num(s[0:4])
+		mo, ok2 := num(s[5:7])
+		d, ok3 := num(s[8:10])
+		h, ok4 := num(s[11:13])
+		mi, ok5 := num(s[14:16])
+		sec, ok6 := num(s[17:19])
+		ns, frac := 0, s[19:len(s)-1]
+		okf := true
+		if len(frac) > 0 {
+			if frac[0] != '.' || len(frac) < 2 || len(frac) > 10 {
+				okf = false
+			} else if ns, okf = num(frac[1:]); okf {
+				for i := len(frac) - 1; i < 9; i++ {
+					ns *= 10
+				}
+			}
+		}
+		if ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && okf && mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h < 24 && mi < 60 && sec < 60 {
+			return time.Date(y, time.Month(mo), d, h, mi, sec, ns, time.UTC), true
+		}
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	return t, err == nil
 }
 
 // isJSONMediaType accepts application/json and the structured-syntax

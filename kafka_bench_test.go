@@ -1,0 +1,256 @@
+package eventstream_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kotel"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"libx.net/eventstream"
+	"libx.net/eventstream/eventstreamtest"
+)
+
+// Benchmarks of Kafka mode against raw franz-go producing and consuming the
+// same records, in the same run so that ratios survive a noisy machine:
+//
+//	go test -run '^$' -bench 'Kafka' -benchtime 20000x -count 5 .
+//
+// They use the in-process kfake cluster, or the cluster named by
+// EVENTSTREAM_KAFKA_BROKERS when it is set.
+
+func benchBrokers(b *testing.B) []string {
+	if v := os.Getenv(eventstreamtest.BrokersEnv); v != "" {
+		return strings.Split(v, ",")
+	}
+	return eventstreamtest.KafkaCluster(b)
+}
+
+// benchRecord is a record as the bus writes it: JSON value and the
+// CloudEvents headers.
+func benchRecord(topic string, i int) *kgo.Record {
+	v, _ := json.Marshal(map[string]int{"n": i})
+	now := time.Now()
+	return &kgo.Record{Topic: topic, Value: v, Timestamp: now, Headers: []kgo.RecordHeader{
+		{Key: "ce_specversion", Value: []byte("1.0")},
+		{Key: "ce_id", Value: []byte("01a21c8d-b0b8-7402-abfa-" + strconv.Itoa(100000000000+i))},
+		{Key: "ce_time", Value: now.UTC().AppendFormat(nil, time.RFC3339Nano)},
+		{Key: "ce_source", Value: []byte("/eventstream/eventstream")},
+		{Key: "ce_type", Value: []byte(topic)},
+		{Key: "content-type", Value: []byte("application/json")},
+	}}
+}
+
+// benchRaw produces b.N records asynchronously with one client and
+// consumes them in a consumer group with another: the baseline.
+func benchRaw(b *testing.B, hooks ...kgo.Hook) {
+	brokers := benchBrokers(b)
+	topic := "bench-raw-" + strconv.Itoa(b.N) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	createTopic(b, brokers, topic, 3)
+	var opts []kgo.Opt
+	if len(hooks) > 0 {
+		opts = append(opts, kgo.WithHooks(hooks...))
+	}
+	prod := rawClient(b, brokers, append(opts, kgo.ProducerLinger(0))...)
+	assigned := make(chan struct{})
+	var once sync.Once
+	cons := rawClient(b, brokers, append(opts, kgo.ConsumerGroup(topic), kgo.ConsumeTopics(topic),
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { once.Do(func() { close(assigned) }) }))...)
+	<-assigned // joined before the clock starts, as On does
+	time.Sleep(100 * time.Millisecond)
+	var consumed atomic.Int64
+	done := make(chan struct{})
+	target := int64(b.N)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	go func() {
+		for consumed.Load() < target {
+			fs := cons.PollFetches(ctx)
+			fs.EachRecord(func(*kgo.Record) { consumed.Add(1) })
+		}
+		close(done)
+	}()
+	var failed atomic.Int64
+	for i := 0; i < b.N; i++ {
+		prod.Produce(ctx, benchRecord(topic, i), func(_ *kgo.Record, err error) {
+			if err != nil {
+				failed.Add(1)
+			}
+		})
+	}
+	<-done
+	b.StopTimer()
+	if failed.Load() > 0 {
+		b.Fatalf("%d produces failed", failed.Load())
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// benchKafkaBus emits b.N events asynchronously through the bus and waits until
+// the handler has seen them all.
+func benchKafkaBus(b *testing.B, opts ...eventstream.Option) {
+	brokers := benchBrokers(b)
+	topic := "bench-bus-" + strconv.Itoa(b.N) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	createTopic(b, brokers, topic, 3)
+	cfg := eventstream.DefaultDistributedConfig(brokers)
+	bus, err := eventstream.New(cfg, opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = bus.Close() })
+	var handled atomic.Int64
+	done := make(chan struct{})
+	target := int64(b.N)
+	if _, err := bus.On(topic, func(ctx context.Context, e *eventstream.Event) error {
+		if handled.Add(1) == target {
+			close(done)
+		}
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	var failed atomic.Int64
+	ctx := eventstream.ContextWithAsyncEmit(context.Background(), func(err error) {
+		if err != nil {
+			failed.Add(1)
+		}
+	})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := bus.Emit(ctx, topic, map[string]int{"n": i}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	<-done
+	b.StopTimer()
+	if failed.Load() > 0 {
+		b.Fatalf("%d emits failed", failed.Load())
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkKafkaRawFranz: raw franz-go, no telemetry (the baseline of
+// BenchmarkKafkaBusNoTelemetry).
+func BenchmarkKafkaRawFranz(b *testing.B) { benchRaw(b) }
+
+// BenchmarkKafkaBusNoTelemetry: the bus with WithoutTelemetry; target
+// at least 0.8x BenchmarkKafkaRawFranz.
+func BenchmarkKafkaBusNoTelemetry(b *testing.B) {
+	benchKafkaBus(b, eventstream.WithoutTelemetry())
+}
+
+// benchProviders are SDK providers that sample and record everything and
+// export nothing, as in production minus the exporter.
+func benchProviders(b *testing.B) (*sdktrace.TracerProvider, *sdkmetric.MeterProvider) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+	b.Cleanup(func() {
+		_ = tp.Shutdown(context.Background())
+		_ = mp.Shutdown(context.Background())
+	})
+	return tp, mp
+}
+
+// BenchmarkKafkaRawFranzKotel: raw franz-go with kotel's tracing hooks on
+// both clients (the baseline of BenchmarkKafkaBusInstrumented).
+func BenchmarkKafkaRawFranzKotel(b *testing.B) {
+	tp, _ := benchProviders(b)
+	kt := kotel.NewTracer(kotel.TracerProvider(tp),
+		kotel.TracerPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})))
+	benchRaw(b, kotel.NewKotel(kotel.WithTracer(kt)).Hooks()...)
+}
+
+// BenchmarkKafkaBusInstrumented: the bus fully instrumented (spans,
+// metrics, history and stats, kotel's meter); target at least
+// BenchmarkKafkaRawFranzKotel.
+func BenchmarkKafkaBusInstrumented(b *testing.B) {
+	tp, mp := benchProviders(b)
+	benchKafkaBus(b, eventstream.WithTracerProvider(tp), eventstream.WithMeterProvider(mp))
+}
+
+// BenchmarkKafkaLatency measures Emit→handler latency at 5,000 events/s
+// with KafkaConfig.LowLatency, reporting p50 and p99 (target p99 ≤ 2ms on
+// kfake). Run with -benchtime 10000x (two seconds of traffic).
+func BenchmarkKafkaLatency(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		opts []eventstream.Option
+	}{
+		{"NoTelemetry", []eventstream.Option{eventstream.WithoutTelemetry()}},
+		{"Instrumented", nil},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			opts := tc.opts
+			if opts == nil {
+				tp, mp := benchProviders(b)
+				opts = []eventstream.Option{eventstream.WithTracerProvider(tp), eventstream.WithMeterProvider(mp)}
+			}
+			benchLatency(b, 5000, opts...)
+		})
+	}
+}
+
+func benchLatency(b *testing.B, rate int, opts ...eventstream.Option) {
+	brokers := benchBrokers(b)
+	topic := "bench-lat-" + strconv.Itoa(b.N) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	createTopic(b, brokers, topic, 3)
+	cfg := eventstream.DefaultDistributedConfig(brokers)
+	cfg.Kafka.LowLatency = true
+	bus, err := eventstream.New(cfg, opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = bus.Close() })
+	lat := make([]time.Duration, 0, b.N)
+	var mu sync.Mutex
+	done := make(chan struct{})
+	if _, err := bus.On(topic, func(ctx context.Context, e *eventstream.Event) error {
+		var v struct{ T int64 }
+		if err := e.Unmarshal(&v); err != nil {
+			return err
+		}
+		d := time.Duration(time.Now().UnixNano() - v.T)
+		mu.Lock()
+		lat = append(lat, d)
+		n := len(lat)
+		mu.Unlock()
+		if n == b.N {
+			close(done)
+		}
+		return nil
+	}, eventstream.WithConcurrency(3)); err != nil {
+		b.Fatal(err)
+	}
+	interval := time.Second / time.Duration(rate)
+	ctx := context.Background()
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			time.Sleep(d)
+		}
+		if err := bus.Emit(ctx, topic, map[string]int64{"t": time.Now().UnixNano()}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	<-done
+	b.StopTimer()
+	slices.Sort(lat)
+	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))]) / 1e6 }
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+}
