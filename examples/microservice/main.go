@@ -1,19 +1,26 @@
 // Command microservice is three services on one Kafka cluster, each its own
 // process: order-service emits order.created; notification-service and
 // points-service consume it in their own consumer groups. Each exports
-// traces over OTLP (to Jaeger) and serves /metrics and /debug/eventstream/,
-// so one order is one trace across three processes.
+// traces over OTLP (to Jaeger), serves /metrics (OpenMetrics, with
+// exemplars) and /debug/eventstream/, logs with trace ids, and runs a custom
+// tenant middleware, so one order is one trace across three processes.
 //
 //	scripts/kafka.sh start && scripts/jaeger.sh start
 //	go run ./examples/microservice -service notification-service &
 //	go run ./examples/microservice -service points-service &
 //	go run ./examples/microservice -service order-service
 //
+// With -service all, the three run in one process (service name "shop"),
+// in memory mode unless brokers are given — the quickest way to see it all:
+//
+//	go run ./examples/microservice -service all
+//
 // Brokers come from -brokers or EVENTSTREAM_KAFKA_BROKERS (default
-// 127.0.0.1:9092); traces go to OTEL_EXPORTER_OTLP_ENDPOINT (default
-// http://localhost:4318). Every 25th order is poison: points-service refuses
-// it, retries, and dead-letters it to order.created.dlq, where order-service
-// audits it — all in the order's trace.
+// 127.0.0.1:9092 for the separate services); traces go to
+// OTEL_EXPORTER_OTLP_ENDPOINT (default http://localhost:4318). Every 25th
+// order is poison: points-service refuses it, retries, and dead-letters it
+// to order.created.dlq, where order-service audits it — all in the order's
+// trace.
 package main
 
 import (
@@ -41,20 +48,24 @@ type order struct {
 }
 
 var metricsPorts = map[string]string{
+	"all":                  "127.0.0.1:9464",
 	"order-service":        "127.0.0.1:9464",
 	"notification-service": "127.0.0.1:9465",
 	"points-service":       "127.0.0.1:9466",
 }
 
 func main() {
-	service := flag.String("service", "", "order-service, notification-service or points-service")
-	brokers := flag.String("brokers", envOr("EVENTSTREAM_KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka brokers, comma-separated")
+	service := flag.String("service", "", "order-service, notification-service, points-service, or all")
+	brokers := flag.String("brokers", os.Getenv("EVENTSTREAM_KAFKA_BROKERS"), "Kafka brokers, comma-separated (default 127.0.0.1:9092; with -service all, empty means memory mode)")
 	metrics := flag.String("metrics", "", "address of /metrics (default: 9464, 9465, 9466 by service)")
 	rate := flag.Int("rate", 20, "orders per second (order-service)")
 	duration := flag.Duration("duration", 0, "stop after this long (0: until interrupted)")
 	flag.Parse()
 	if _, ok := metricsPorts[*service]; !ok {
-		log.Fatalf("-service must be one of order-service, notification-service, points-service; got %q", *service)
+		log.Fatalf("-service must be one of order-service, notification-service, points-service, all; got %q", *service)
+	}
+	if *brokers == "" && *service != "all" {
+		*brokers = "127.0.0.1:9092"
 	}
 	if *metrics == "" {
 		*metrics = metricsPorts[*service]
@@ -66,13 +77,21 @@ func main() {
 		ctx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
-	if err := run(ctx, *service, strings.Split(*brokers, ","), *metrics, *rate); err != nil {
+	var brokerList []string
+	if *brokers != "" {
+		brokerList = strings.Split(*brokers, ",")
+	}
+	if err := run(ctx, *service, brokerList, *metrics, *rate); err != nil {
 		log.Fatal(err)
 	}
 }
 
 func run(ctx context.Context, service string, brokers []string, metricsAddr string, rate int) error {
-	obs, err := otelsetup.Start(ctx, service, metricsAddr)
+	name := service
+	if service == "all" {
+		name = "shop"
+	}
+	obs, err := otelsetup.Start(ctx, name, metricsAddr)
 	if err != nil {
 		return err
 	}
@@ -85,7 +104,10 @@ func run(ctx context.Context, service string, brokers []string, metricsAddr stri
 	if err != nil {
 		return err
 	}
-	cfg := eventstream.DefaultDistributedConfig(brokers)
+	cfg := eventstream.DefaultConfig()
+	if len(brokers) > 0 {
+		cfg = eventstream.DefaultDistributedConfig(brokers)
+	}
 	bus, err := eventstream.New(cfg,
 		eventstream.WithTracerProvider(obs.TracerProvider),
 		eventstream.WithMeterProvider(obs.MeterProvider),
@@ -106,6 +128,26 @@ func run(ctx context.Context, service string, brokers []string, metricsAddr stri
 		MaxRetries: 2, BackoffStrategy: "exponential", InitialDelay: 20 * time.Millisecond, Multiplier: 2,
 	})
 
+	roles := []string{service}
+	if service == "all" {
+		roles = []string{"notification-service", "points-service", "order-service"}
+	}
+	for _, role := range roles {
+		if err := subscribe(bus, obs, role, retry); err != nil {
+			return err
+		}
+	}
+	if roles[len(roles)-1] == "order-service" {
+		return emitOrders(ctx, bus, obs, rate)
+	}
+	obs.Logger.Info("consuming", "metrics", "http://"+metricsAddr+"/metrics")
+	<-ctx.Done()
+	return nil
+}
+
+// subscribe makes the subscriptions of one service.
+func subscribe(bus eventstream.EventBus, obs *otelsetup.Setup, service string, retry eventstream.SubscribeOption) error {
+	var err error
 	switch service {
 	case "notification-service":
 		_, err = bus.On("order.created", func(ctx context.Context, e *eventstream.Event) error {
@@ -129,23 +171,15 @@ func run(ctx context.Context, service string, brokers []string, metricsAddr stri
 			return nil
 		}, eventstream.WithConsumerGroup(service), eventstream.WithConcurrency(4), retry)
 	case "order-service":
-		if _, err = bus.On("order.created.dlq", func(ctx context.Context, e *eventstream.Event) error {
+		_, err = bus.On("order.created.dlq", func(ctx context.Context, e *eventstream.Event) error {
 			otelsetup.Logger(ctx, obs.Logger).WarnContext(ctx, "order failed downstream",
 				"group", e.Header(eventstream.HeaderDeadLetterGroup),
 				"reason", e.Header(eventstream.HeaderDeadLetterReason),
 				"attempts", e.Header(eventstream.HeaderDeadLetterAttempts))
 			return nil
-		}, eventstream.WithConsumerGroup("order-service-audit")); err != nil {
-			return err
-		}
-		return emitOrders(ctx, bus, obs, rate)
+		}, eventstream.WithConsumerGroup("order-service-audit"))
 	}
-	if err != nil {
-		return err
-	}
-	obs.Logger.Info("consuming", "metrics", "http://"+metricsAddr+"/metrics")
-	<-ctx.Done()
-	return nil
+	return err
 }
 
 var errOutOfStock = errors.New("item out of stock")
