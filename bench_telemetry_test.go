@@ -3,7 +3,6 @@ package eventstream_test
 import (
 	"context"
 	"log/slog"
-	"sync/atomic"
 	"testing"
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -48,26 +47,5 @@ func benchDeliveredTelemetry(b *testing.B, sampler sdktrace.Sampler) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = bus.Close() })
-	var got atomic.Int64
-	done := make(chan struct{})
-	target := int64(b.N)
-	if _, err := bus.On("bench", func(ctx context.Context, e *eventstream.Event) error {
-		if got.Add(1) == target {
-			close(done)
-		}
-		return nil
-	}); err != nil {
-		b.Fatal(err)
-	}
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if err := bus.Emit(ctx, "bench", i); err != nil {
-			b.Fatal(err)
-		}
-	}
-	<-done
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	benchDelivered(b, bus, nil)
 }
