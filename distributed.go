@@ -35,9 +35,37 @@ func DefaultDistributedConfig(brokers []string) *Config {
 // header was given), ce_time and content-type, so that CloudEvents consumers
 // read our events and we read theirs.
 //
+// Reading records, ours or a foreign producer's: Event.Raw is the value as
+// it is; Event.Data is its decoded JSON (map[string]any, []any, string,
+// float64, bool or nil, as encoding/json decodes into an `any`), or nil when
+// the value is not JSON (see NonJSON: by default such records are still
+// delivered, and Event.Unmarshal reports the decode error). Event.ID is
+// ce_id, else "<topic>-<partition>-<offset>", stable across re-deliveries;
+// Event.Time is ce_time, else the record's timestamp; Event.Key is the
+// record key; Event.Record is its partition and offset. Every header is in
+// Event.Headers except those the event carries in its own fields or that
+// hold the value the bus writes anyway (ce_id, ce_time, ce_specversion
+// "1.0", content-type "application/json", ce_type equal to the topic).
+//
 // Delivery is at least once: an offset is committed only after its handler
-// (or the dead-letter write that followed its last attempt) finished.
-// Order is kept per partition; events with the same key share a partition.
+// (or the dead-letter write that followed its last attempt) finished; a
+// crash or a lost member re-delivers what was handled but not committed,
+// a clean Close re-delivers nothing that was handled (Off, with
+// concurrency above 1, may hand the group's other members a few events
+// finished after one it left unstarted). Order is kept
+// per partition; events with the same key share a partition, and with
+// WithConcurrency(n) a key's events still run one at a time, in order.
+//
+// A subscription is live when On returns: the member has its assignment,
+// and a new group's starting offsets are committed (see InitialOffset).
+// Close stops fetching at the end offsets the subscribed topics had when it
+// began, finishes those events' handlers (within Config.ShutdownTimeout),
+// commits, leaves the groups and flushes the producer.
+//
+// Handlers run on the ants pool sized by Config.Pool; Config.Memory's
+// BufferSize bounds, per unit of a subscription's concurrency, the fetched
+// records waiting for a handler (fetching pauses while they wait), and its
+// history and metrics switches work as in memory mode.
 type KafkaConfig struct {
 	// Brokers are the seed brokers, "host:port". Required.
 	Brokers []string
@@ -47,8 +75,9 @@ type KafkaConfig struct {
 
 	// DisableTopicCreation stops the bus from creating missing topics
 	// (including dead-letter topics): Emit and On then fail with a
-	// *TopicSetupError naming the topic. Default false: topics are created
-	// through the admin API on first use.
+	// *KafkaError naming the topic. Default false: topics are created
+	// through the admin API on first use; a cluster that refuses is
+	// reported the same way, with the broker's reason.
 	DisableTopicCreation bool
 	// Partitions of topics the bus creates. Default 0: the broker's
 	// num.partitions.

@@ -120,7 +120,16 @@ func newKafkaTransport(b *bus, kc KafkaConfig) (*kafkaTransport, error) {
 	defer cancel()
 	if err := prod.Ping(ctx); err != nil {
 		prod.Close()
-		return nil, &KafkaError{Op: "connect to " + fmt.Sprint(kc.Brokers), Err: err}
+		op := "connect to " + fmt.Sprint(kc.Brokers)
+		switch {
+		case kc.SASL != nil && kc.TLS != nil:
+			op += " with TLS and SASL " + kc.SASL.Mechanism + " (check both)"
+		case kc.SASL != nil:
+			op += " with SASL " + kc.SASL.Mechanism + " (check the mechanism and credentials)"
+		case kc.TLS != nil:
+			op += " with TLS"
+		}
+		return nil, &KafkaError{Op: op, Err: err}
 	}
 	t.prod = prod
 	t.adm = kadm.NewClient(prod)
@@ -340,6 +349,9 @@ func (t *kafkaTransport) subscribe(s *subscription) error {
 	}
 	select {
 	case <-c.ready:
+	case err := <-c.joinErr:
+		c.shutdown(true, 0)
+		return &KafkaError{Op: "join consumer group " + quote(s.group), Topic: s.topic, Err: err}
 	case <-ctx.Done():
 		c.shutdown(true, 0)
 		return &KafkaError{Op: "join consumer group " + quote(s.group), Topic: s.topic,
@@ -392,7 +404,9 @@ func (t *kafkaTransport) drain(ctx context.Context) int {
 	for topic := range topicSet {
 		topics = append(topics, topic)
 	}
-	ends, err := t.adm.ListEndOffsets(ctx, topics...)
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ends, err := t.adm.ListEndOffsets(lctx, topics...)
+	cancel()
 	if err != nil {
 		t.bus.logger.Warn("eventstream: close: listing end offsets failed; draining what was fetched", "error", err)
 	}

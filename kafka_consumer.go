@@ -40,6 +40,7 @@ type kconsumer struct {
 
 	ready     chan struct{} // closed once On may return
 	readyOnce sync.Once
+	joinErr   chan error // a group error that retrying will not fix, before ready
 
 	mu        sync.Mutex
 	parts     map[int32]*partState
@@ -61,6 +62,7 @@ func newConsumer(t *kafkaTransport, s *subscription, private bool) (*kconsumer, 
 		stopCommit: make(chan struct{}),
 		commitDone: make(chan struct{}),
 		ready:      make(chan struct{}),
+		joinErr:    make(chan error, 1),
 		parts:      map[int32]*partState{},
 	}
 	c.pollCtx, c.stopPoll = context.WithCancel(context.Background())
@@ -412,6 +414,17 @@ func (c *kconsumer) fetchError(topic string, partition int32, err error) {
 	if errors.Is(err, context.Canceled) || errors.Is(err, kgo.ErrClientClosed) {
 		return
 	}
+	var ke *kerr.Error
+	if errors.As(err, &ke) && !ke.Retriable {
+		select {
+		case <-c.ready:
+		default: // On is waiting: tell it now rather than at JoinTimeout
+			select {
+			case c.joinErr <- err:
+			default:
+			}
+		}
+	}
 	c.mu.Lock()
 	now := time.Now()
 	log := now.After(c.warnEvery)
@@ -540,10 +553,15 @@ func (c *kconsumer) shutdown(abandon bool, wait time.Duration) {
 		close(c.stopCommit)
 		<-c.commitDone
 		cl := c.cl.Load()
+		// Bounded, so that a bus whose brokers are gone still closes.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		c.commit(ctx, cl, c.owned())
 		c.abandon.Store(true) // the final revoke must not wait again
+		if err := cl.LeaveGroupContext(ctx); err != nil {
+			c.t.bus.logger.Warn("eventstream: leaving the consumer group failed; the broker drops the member after its session timeout",
+				"topic", c.s.topic, "group", c.s.group, "error", err)
+		}
 		cl.Close()
 		if c.private {
 			if _, err := c.t.adm.DeleteGroup(ctx, c.s.group); err != nil {
@@ -670,8 +688,9 @@ type partState struct {
 	revoked  bool
 	running  int
 	idle     chan struct{}
-	pend     []pendingOffset // dispatched, not yet all finished; pend[0] has seq base
-	base     int64
+	pend     []pendingOffset // dispatched records; pend[head:] are not all finished
+	head     int
+	base     int64 // seq of pend[0]
 	next     int64 // seq of the next dispatched record
 	mark     int64 // every offset below it is finished; -1 unknown
 	epoch    int32 // leader epoch of the record before mark
@@ -707,7 +726,7 @@ func (ps *partState) revoke() {
 func (ps *partState) setStart(off int64) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	if len(ps.pend) == 0 && ps.mark < 0 {
+	if len(ps.pend) == ps.head && ps.mark < 0 {
 		ps.mark = off
 	}
 }
@@ -719,8 +738,8 @@ func (ps *partState) track(off int64) (int64, bool) {
 	if ps.revoked {
 		return 0, false
 	}
-	if len(ps.pend) == 0 {
-		ps.base = ps.next
+	if len(ps.pend) == ps.head { // all finished: start over
+		ps.pend, ps.head, ps.base = ps.pend[:0], 0, ps.next
 	}
 	ps.pend = append(ps.pend, pendingOffset{offset: off, epoch: -1})
 	ps.dispHigh = off + 1
@@ -750,24 +769,25 @@ func (ps *partState) finish(seq, off int64, epoch int32) {
 		ps.idle = nil
 	}
 	i := seq - ps.base
-	if i < 0 || i >= int64(len(ps.pend)) || ps.pend[i].offset != off {
+	if i < int64(ps.head) || i >= int64(len(ps.pend)) || ps.pend[i].offset != off {
 		return
 	}
 	ps.pend[i].done, ps.pend[i].epoch = true, epoch
-	n := 0
-	for n < len(ps.pend) && ps.pend[n].done {
-		n++
+	h := ps.head
+	for h < len(ps.pend) && ps.pend[h].done {
+		h++
 	}
-	if n == 0 {
+	if h == ps.head {
 		return
 	}
-	last := ps.pend[n-1]
+	last := ps.pend[h-1]
 	ps.mark, ps.epoch = last.offset+1, last.epoch
-	ps.base += int64(n)
-	if n == len(ps.pend) {
-		ps.pend = ps.pend[:0]
-	} else {
-		ps.pend = append(ps.pend[:0], ps.pend[n:]...)
+	ps.head = h
+	// Drop the finished prefix once it is most of the slice: amortized
+	// O(1) per record however far apart lanes finish.
+	if h > 256 && h > len(ps.pend)/2 {
+		n := copy(ps.pend, ps.pend[h:])
+		ps.pend, ps.head, ps.base = ps.pend[:n], 0, ps.base+int64(h)
 	}
 }
 

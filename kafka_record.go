@@ -116,7 +116,7 @@ func decode(r *kgo.Record) (*Event, error) {
 	e := &er.e
 	e.Topic, e.Raw, e.Record = r.Topic, r.Value, &er.r
 	if len(r.Key) > 0 {
-		e.Key = string(r.Key)
+		e.Key = bytesString(r.Key)
 	}
 	if len(r.Headers) > 0 {
 		decodeHeaders(e, r)
@@ -135,11 +135,12 @@ func decode(r *kgo.Record) (*Event, error) {
 		return e, &DecodeError{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, ContentType: ct,
 			Err: fmt.Errorf("content-type %q is not JSON", ct)}
 	}
-	if err := json.Unmarshal(r.Value, &e.Data); err != nil {
-		e.Data = nil
+	data, err := decodeJSON(r.Value)
+	if err != nil {
 		return e, &DecodeError{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset,
 			ContentType: e.Headers[HeaderContentType], Err: err}
 	}
+	e.Data = data
 	return e, nil
 }
 
@@ -150,15 +151,15 @@ func decode(r *kgo.Record) (*Event, error) {
 // content-type "application/json" and ce_type equal to the topic. Every
 // other header, ce_source included, is there.
 func decodeHeaders(e *Event, r *kgo.Record) {
+	n := 0
 	var drop uint64 // bit i: header i is not kept (only the first 64 can be dropped)
-	n, size := 0, 0
 	for i, h := range r.Headers {
 		keep := true
 		switch h.Key {
 		case HeaderCloudEventsID:
-			e.ID, keep = string(h.Value), false
+			e.ID, keep = bytesString(h.Value), false
 		case HeaderCloudEventsTime:
-			if tm, ok := parseTime(string(h.Value)); ok {
+			if tm, ok := parseTime(bytesString(h.Value)); ok {
 				e.Time, keep = tm, false
 			}
 		case HeaderCloudEventsSpecVersion:
@@ -173,27 +174,24 @@ func decodeHeaders(e *Event, r *kgo.Record) {
 			continue
 		}
 		n++
-		size += len(h.Value)
 	}
 	if n == 0 {
 		return
 	}
-	// The kept values share one string: one allocation, not one each.
-	all := make([]byte, 0, size)
-	for i, h := range r.Headers {
-		if i >= 64 || drop&(1<<i) == 0 {
-			all = append(all, h.Value...)
-		}
-	}
-	s := unsafe.String(unsafe.SliceData(all), len(all))
 	e.Headers = make(map[string]string, n)
-	off := 0
 	for i, h := range r.Headers {
 		if i >= 64 || drop&(1<<i) == 0 {
-			e.Headers[h.Key] = s[off : off+len(h.Value)]
-			off += len(h.Value)
+			e.Headers[h.Key] = bytesString(h.Value)
 		}
 	}
+}
+
+// bytesString views b as a string without copying. Used for the parts of a
+// fetched record: franz-go never reuses a record's memory (unless a pool is
+// configured and the record recycled, which the bus never does), so the
+// bytes stay as they are for as long as the event lives.
+func bytesString(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 // parseTime reads an RFC 3339 time. The UTC form the bus writes
