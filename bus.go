@@ -64,9 +64,10 @@ type EventBus interface {
 	// On subscribes handler to topic. The subscription is live when On
 	// returns: every event emitted afterwards reaches its group.
 	On(topic string, handler EventHandler, opts ...SubscribeOption) (Subscription, error)
-	// Off stops delivery to the subscription once its in-flight handlers
-	// have finished. Events queued for it go to the other members of its
-	// group.
+	// Off stops new deliveries to the subscription at once, lets it finish
+	// the events already accepted for it (within Config.ShutdownTimeout;
+	// what is left then goes to the other members of its group), and
+	// returns once its in-flight handlers have finished.
 	Off(subscription Subscription) error
 	// Close refuses new events (ErrClosed), drains those already accepted
 	// within Config.ShutdownTimeout, releases everything and returns. It is

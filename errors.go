@@ -82,7 +82,9 @@ func (e *ShutdownError) Error() string {
 func (e *ShutdownError) Unwrap() error { return ErrShutdownTimeout }
 
 // QueueFullError reports the consumer group whose queue stayed full until
-// Emit's context was done. The event reached no group.
+// Emit's context was done. Emit waits for room in every group's queue before
+// it enqueues, so the event reached no group (unless the group's membership
+// changed while it waited).
 type QueueFullError struct {
 	Topic string
 	Group string
