@@ -117,10 +117,13 @@ type Config struct {
 	// ShutdownTimeout bounds how long Close waits for accepted events.
 	// Default 30s.
 	ShutdownTimeout time.Duration
+	// MQ, in distributed mode, is the message queue to run over instead
+	// of the built-in franz-go one (which Kafka configures). Default nil.
+	MQ MQAdapter
 	// Retry is the retry policy of subscriptions that do not set their own
 	// (WithRetryPolicy). Nil means DefaultRetryPolicy().
 	Retry *RetryPolicy
-	// Kafka configures distributed mode (required there, ignored in memory
+	// Kafka configures distributed mode (required there unless MQ is set; ignored in memory
 	// mode); see DefaultDistributedConfig.
 	Kafka *KafkaConfig
 }

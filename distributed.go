@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -306,6 +307,16 @@ func (k *KafkaConfig) normalize() (KafkaConfig, error) {
 
 // newDistributed builds the Kafka bus.
 func newDistributed(cfg Config, o options) (EventBus, error) {
+	if cfg.MQ != nil {
+		if sys := cfg.MQ.System(); sys == "" || strings.ToLower(sys) != sys {
+			return nil, &ConfigError{Field: "MQ", Reason: "System() must be a non-empty lower-case name, got " + quote(sys)}
+		}
+		b, err := newBus(cfg, o, func(b *bus) (transport, error) { return newAdapterTransport(b, cfg.MQ), nil })
+		if err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
 	kc, err := cfg.Kafka.normalize()
 	if err != nil {
 		return nil, err
