@@ -406,3 +406,22 @@ func (b *bus) deadLetter(ctx context.Context, s *subscription, e *Event, cause e
 	b.logger.LogAttrs(ctx, slog.LevelWarn, "eventstream: event dead-lettered",
 		append(attrs, slog.String("dead_letter_topic", dlqTopic))...)
 }
+
+// waitDrained polls pending every interval until it reports nothing left or
+// ctx is done, and returns what was left. Transports drain with it; Close is
+// rare enough that polling beats a notification on every event.
+func waitDrained(ctx context.Context, every time.Duration, pending func() int) int {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		n := pending()
+		if n == 0 {
+			return 0
+		}
+		select {
+		case <-ctx.Done():
+			return pending()
+		case <-tick.C:
+		}
+	}
+}

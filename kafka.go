@@ -413,22 +413,13 @@ func (t *kafkaTransport) drain(ctx context.Context) int {
 	for _, c := range cs {
 		c.setDrainEnds(ends)
 	}
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	return waitDrained(ctx, 2*time.Millisecond, func() int {
 		pending := 0
 		for _, c := range cs {
 			pending += c.pending()
 		}
-		if pending == 0 {
-			return 0
-		}
-		select {
-		case <-ctx.Done():
-			return pending
-		case <-tick.C:
-		}
-	}
+		return pending
+	})
 }
 
 // close implements transport: members commit and leave their groups, then

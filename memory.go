@@ -198,26 +198,17 @@ func (t *memoryTransport) rebuildLocked() {
 
 // drain implements transport: it waits until every lane is empty and idle.
 func (t *memoryTransport) drain(ctx context.Context) int {
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for {
-		pending := 0
+	return waitDrained(ctx, time.Millisecond, func() int {
 		t.routesMu.Lock()
+		defer t.routesMu.Unlock()
+		pending := 0
 		for _, lanes := range t.lanes {
 			for _, l := range lanes {
 				pending += int(l.depth.Load())
 			}
 		}
-		t.routesMu.Unlock()
-		if pending == 0 {
-			return 0
-		}
-		select {
-		case <-ctx.Done():
-			return pending
-		case <-tick.C:
-		}
-	}
+		return pending
+	})
 }
 
 // close implements transport. After a drain that finished, workers are
