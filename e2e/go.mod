@@ -1,6 +1,6 @@
 module libx.net/eventstream/e2e
 
-go 1.26.8
+go 1.25.0
 
 require (
 	github.com/grafana/grafana-foundation-sdk/go v0.0.22
