@@ -71,15 +71,18 @@ func newObserver(b *bus) (*observer, error) {
 	}
 	if mem.EnableMetrics {
 		o.stats = b.opts.statsReader
-		if o.stats == nil {
-			if b.opts.meterProvider != nil {
-				b.logger.Debug("eventstream: GetStats is empty: pass WithStatsReader for your MeterProvider")
-			} else if _, isSDK := mp.(*sdkmetric.MeterProvider); !isSDK {
-				o.stats = history.NewStatsReader()
-				own := sdkmetric.NewMeterProvider(sdkmetric.WithReader(o.stats.Reader()))
-				mp = own
-				o.closers = append(o.closers, own.Shutdown)
-			}
+		_, isSDK := mp.(*sdkmetric.MeterProvider)
+		switch {
+		case o.stats != nil:
+		case b.opts.meterProvider == nil && !isSDK:
+			// Nobody set up metrics: build a provider that feeds GetStats.
+			o.stats = history.NewStatsReader()
+			own := sdkmetric.NewMeterProvider(sdkmetric.WithReader(o.stats.Reader()))
+			mp = own
+			o.closers = append(o.closers, own.Shutdown)
+		default:
+			// An SDK provider cannot take a reader after it was built.
+			b.logger.Info("eventstream: GetStats is empty: pass WithStatsReader with a reader added to your MeterProvider")
 		}
 	}
 
