@@ -200,7 +200,7 @@ func TestDeadLetterSendJoinsOriginalTrace(t *testing.T) {
 	r := newRig(t, telemetry.SystemMemory)
 	e := event.New("orders", 1)
 	_ = r.emit(context.Background(), "memory", e, nop)
-	// The lead's dead-letter path: extract the creation context, emit the DLQ event with it.
+	// The bus's dead-letter path: extract the creation context, emit the DLQ event with it.
 	orig := r.tel.Propagator().Extract(context.Background(), propagation.MapCarrier(e.Headers))
 	dlq := event.New("orders.dlq", 1)
 	dlq.Headers = map[string]string{}
