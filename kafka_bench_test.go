@@ -3,6 +3,7 @@ package eventstream_test
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"slices"
 	"strconv"
@@ -106,7 +107,7 @@ func benchKafkaBus(b *testing.B, opts ...eventstream.Option) {
 	topic := "bench-bus-" + strconv.Itoa(b.N) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	createTopic(b, brokers, topic, 3)
 	cfg := eventstream.DefaultDistributedConfig(brokers)
-	bus, err := eventstream.New(cfg, opts...)
+	bus, err := eventstream.New(cfg, append([]eventstream.Option{eventstream.WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -277,7 +278,7 @@ func benchLatency(b *testing.B, rate int, async bool, opts ...eventstream.Option
 	createTopic(b, brokers, topic, 3)
 	cfg := eventstream.DefaultDistributedConfig(brokers)
 	cfg.Kafka.LowLatency = true
-	bus, err := eventstream.New(cfg, opts...)
+	bus, err := eventstream.New(cfg, append([]eventstream.Option{eventstream.WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
 	if err != nil {
 		b.Fatal(err)
 	}
