@@ -10,6 +10,7 @@ package event
 import (
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"math/rand/v2"
 	"time"
@@ -113,15 +114,13 @@ func Chain(h Handler, mws ...Middleware) Handler {
 }
 
 func encodeUUID(dst *[36]byte, u [16]byte) {
-	const hexd = "0123456789abcdef"
-	j := 0
-	for i, b := range u {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			dst[j] = '-'
-			j++
-		}
-		dst[j] = hexd[b>>4]
-		dst[j+1] = hexd[b&0x0f]
-		j += 2
-	}
+	hex.Encode(dst[0:8], u[0:4])
+	dst[8] = '-'
+	hex.Encode(dst[9:13], u[4:6])
+	dst[13] = '-'
+	hex.Encode(dst[14:18], u[6:8])
+	dst[18] = '-'
+	hex.Encode(dst[19:23], u[8:10])
+	dst[23] = '-'
+	hex.Encode(dst[24:36], u[10:16])
 }
