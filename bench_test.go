@@ -150,3 +150,23 @@ func benchBus(b *testing.B, opts ...eventstream.Option) eventstream.EventBus {
 	b.Cleanup(func() { _ = bus.Close() })
 	return bus
 }
+
+// BenchmarkMemoryEmitThreeGroups: one Emit, three consumer groups, as in
+// the original README's consumer-group example.
+func BenchmarkMemoryEmitThreeGroups(b *testing.B) {
+	bus := benchBus(b)
+	for _, g := range []string{"notification", "points", "analytics"} {
+		if _, err := bus.On("bench", func(ctx context.Context, e *eventstream.Event) error { return nil },
+			eventstream.WithConsumerGroup(g)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := bus.Emit(ctx, "bench", nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

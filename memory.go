@@ -53,55 +53,54 @@ func (t *memoryTransport) system() string { return telemetry.SystemMemory }
 // publish implements transport. It is all-or-nothing while the group
 // membership holds still: it first waits until every target lane has room,
 // then appends to all, so an Emit that gives up on a full queue has reached
-// no group.
+// no group. Up to eight groups are served without allocating.
 func (t *memoryTransport) publish(ctx context.Context, e *Event) error {
 	groups := (*t.routes.Load())[e.Topic]
-	if len(groups) == 1 { // the common case, without allocating
-		l := groups[0].pick(e.Key)
+	var buf [8]*lane
+	targets := buf[:0]
+	for _, g := range groups {
+		targets = append(targets, g.pick(e.Key))
+	}
+	for _, l := range targets {
 		if err := l.waitRoom(ctx); err != nil {
 			return err
 		}
-		if l.push(e) {
-			return nil
+	}
+	var missed []string
+	for _, l := range targets {
+		if !l.push(e) {
+			missed = append(missed, l.sub.group)
 		}
 	}
-	return t.publishSlow(ctx, e, groups)
+	if missed != nil {
+		return t.reroute(ctx, e, missed)
+	}
+	return nil
 }
 
-// publishSlow serves several groups, and re-routes when a subscription left
-// between routing and push.
-func (t *memoryTransport) publishSlow(ctx context.Context, e *Event, groups []*groupRoute) error {
-	served := make(map[string]bool, len(groups))
-	for attempt := 0; ; attempt++ {
-		if attempt > 0 {
-			groups = (*t.routes.Load())[e.Topic]
-		}
-		targets := make([]*lane, 0, len(groups))
-		for _, g := range groups {
-			if !served[g.name] {
-				targets = append(targets, g.pick(e.Key))
+// reroute serves the groups whose lane closed between routing and push
+// (its subscription left) through their remaining members.
+func (t *memoryTransport) reroute(ctx context.Context, e *Event, groups []string) error {
+	for len(groups) > 0 {
+		routes := (*t.routes.Load())[e.Topic]
+		var still []string
+		for _, name := range groups {
+			for _, g := range routes {
+				if g.name != name {
+					continue
+				}
+				l := g.pick(e.Key)
+				if err := l.waitRoom(ctx); err != nil {
+					return err
+				}
+				if !l.push(e) {
+					still = append(still, name)
+				}
 			}
 		}
-		if len(targets) == 0 {
-			return nil
-		}
-		for _, l := range targets {
-			if err := l.waitRoom(ctx); err != nil {
-				return err
-			}
-		}
-		done := true
-		for _, l := range targets {
-			if l.push(e) {
-				served[l.sub.group] = true
-			} else {
-				done = false
-			}
-		}
-		if done {
-			return nil
-		}
+		groups = still
 	}
+	return nil
 }
 
 func (g *groupRoute) pick(key string) *lane {

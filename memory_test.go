@@ -3,6 +3,7 @@ package eventstream_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -165,5 +166,64 @@ func TestSmallPoolNoDeadlock(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatalf("only %d of 400 events reached the sink", got.Load())
+	}
+}
+
+// Off racing with Emit: events routed to the leaving member's lane after it
+// closed are re-routed to the group's other member; none is lost or doubled.
+func TestOffRacingEmitLosesNothing(t *testing.T) {
+	b, err := eventstream.New(eventstream.DefaultConfig(), eventstream.WithoutTelemetry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var mu sync.Mutex
+	seen := map[string]int{}
+	h := func(ctx context.Context, e *eventstream.Event) error {
+		mu.Lock()
+		seen[e.ID]++
+		mu.Unlock()
+		return nil
+	}
+	group := eventstream.WithConsumerGroup("g")
+	leaving, err := b.On("race", h, group, eventstream.WithConcurrency(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.On("race", h, group); err != nil {
+		t.Fatal(err)
+	}
+	const n = 5000
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < n; i++ {
+			if err := b.Emit(context.Background(), "race", i); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		time.Sleep(time.Millisecond)
+		if err := b.Off(leaving); err != nil {
+			t.Error(err)
+		}
+	}()
+	wg.Wait()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != n {
+		t.Fatalf("group handled %d distinct events, want %d", len(seen), n)
+	}
+	for id, c := range seen {
+		if c != 1 {
+			t.Fatalf("event %s handled %d times", id, c)
+		}
 	}
 }
