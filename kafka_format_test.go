@@ -427,33 +427,36 @@ func TestKafkaStatsAndHistory(t *testing.T) {
 	}
 	got.wait(t, 5)
 	mb := b.(eventstream.MemoryEventBus)
+	// The last process span ends just after its handler returned and its
+	// metrics were recorded: wait for both views to settle.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		s := mb.GetStats()
-		if s.Emitted == 5 && s.Delivered == 5 && s.Succeeded == 5 {
+		sends, procs := historyCounts(t, mb.GetHistory(100), "stats-"+topic)
+		if s.Emitted == 5 && s.Delivered == 5 && s.Succeeded == 5 && sends == 5 && procs == 5 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("stats %+v", s.Counts)
+			t.Fatalf("stats %+v; history has %d sends and %d process entries, want 5 and 5", s.Counts, sends, procs)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	h := mb.GetHistory(100)
-	var sends, procs int
+}
+
+func historyCounts(t *testing.T, h []eventstream.HistoryEntry, group string) (sends, procs int) {
+	t.Helper()
 	for _, e := range h {
 		switch e.Operation {
 		case "send":
 			sends++
 		case "process":
 			procs++
-			if e.Group != "stats-"+topic || e.Status != history.StatusOK {
+			if e.Group != group || e.Status != history.StatusOK {
 				t.Errorf("history entry %+v", e)
 			}
 		}
 	}
-	if sends != 5 || procs != 5 {
-		t.Fatalf("history has %d sends and %d process entries, want 5 and 5", sends, procs)
-	}
+	return sends, procs
 }
 
 // An asynchronous Emit returns before the acknowledgement and reports it
