@@ -667,10 +667,15 @@ func (l *klane) waitIdle(d time.Duration) bool {
 	}
 	idle := l.idle
 	l.mu.Unlock()
+	return waitClosed(idle, d)
+}
+
+// waitClosed waits until ch is closed, up to d; it reports whether it was.
+func waitClosed(ch <-chan struct{}, d time.Duration) bool {
 	timer := time.NewTimer(max(d, 0))
 	defer timer.Stop()
 	select {
-	case <-idle:
+	case <-ch:
 		return true
 	case <-timer.C:
 		return false
@@ -803,12 +808,7 @@ func (ps *partState) waitIdle(d time.Duration) {
 	}
 	idle := ps.idle
 	ps.mu.Unlock()
-	timer := time.NewTimer(max(d, 0))
-	defer timer.Stop()
-	select {
-	case <-idle:
-	case <-timer.C:
-	}
+	waitClosed(idle, d)
 }
 
 // toCommit returns the offset to commit, if it moved past the last commit.
