@@ -1,8 +1,8 @@
 // Command distributed is the README's distributed-mode example in one
 // process: the same handler code as memory mode, over Kafka.
 //
-//	scripts/kafka.sh start            # prints 127.0.0.1:9092
-//	go run ./examples/distributed     # or -brokers host:port, or EVENTSTREAM_KAFKA_BROKERS
+//	scripts/kafka.sh start                    # from the repository root; prints 127.0.0.1:9092
+//	cd examples && go run ./distributed       # or -brokers host:port, or EVENTSTREAM_KAFKA_BROKERS
 //
 // It subscribes two consumer groups (every group sees every event) and a
 // handler that fails for one order so that it is retried and dead-lettered,

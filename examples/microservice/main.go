@@ -4,20 +4,25 @@
 // traces over OTLP (to Jaeger), serves /metrics (OpenMetrics, with
 // exemplars) and /debug/eventstream/, logs with trace ids, and runs a custom
 // tenant middleware, so one order is one trace across three processes.
+// From the examples directory:
 //
-//	scripts/kafka.sh start && scripts/jaeger.sh start
-//	go run ./examples/microservice -service notification-service &
-//	go run ./examples/microservice -service points-service &
-//	go run ./examples/microservice -service order-service
+//	scripts/kafka.sh start && scripts/jaeger.sh start    # from the repository root
+//	export OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318
+//	go run ./microservice -service notification-service &
+//	go run ./microservice -service points-service &
+//	go run ./microservice -service order-service
 //
 // With -service all, the three run in one process (service name "shop"),
-// in memory mode unless brokers are given — the quickest way to see it all:
+// in memory mode unless brokers are given — the quickest way to see it all,
+// needing nothing else running:
 //
-//	go run ./examples/microservice -service all
+//	go run ./microservice -service all
 //
 // Brokers come from -brokers or EVENTSTREAM_KAFKA_BROKERS (default
-// 127.0.0.1:9092 for the separate services); traces go to
-// OTEL_EXPORTER_OTLP_ENDPOINT (default http://localhost:4318). Every 25th
+// 127.0.0.1:9092 for the separate services). Traces are exported only when
+// OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set;
+// without it they still feed the debug page. At startup each process logs
+// the URLs of its /metrics and debug page. Every 25th
 // order is poison: points-service refuses it, retries, and dead-letters it
 // to order.created.dlq, where order-service audits it — all in the order's
 // trace.
@@ -46,6 +51,9 @@ type order struct {
 	Amount float64 `json:"amount"`
 	Poison bool    `json:"poison,omitempty"`
 }
+
+// debugPath is where the bus's debug page is mounted.
+const debugPath = "/debug/eventstream/"
 
 var metricsPorts = map[string]string{
 	"all":                  "127.0.0.1:9464",
@@ -123,7 +131,15 @@ func run(ctx context.Context, service string, brokers []string, metricsAddr stri
 			obs.Logger.Error("close", "error", err)
 		}
 	}()
-	obs.Mux.Handle("/debug/eventstream/", http.StripPrefix("/debug/eventstream", eventstream.DebugHandler(bus)))
+	obs.Mux.Handle(debugPath, http.StripPrefix(strings.TrimSuffix(debugPath, "/"), eventstream.DebugHandler(bus)))
+	if obs.BaseURL != "" {
+		obs.Logger.Info("serving", "metrics", obs.BaseURL+"/metrics", "debug_page", obs.BaseURL+debugPath)
+	}
+	if obs.TraceEndpoint != "" {
+		obs.Logger.Info("exporting traces over OTLP", "endpoint", obs.TraceEndpoint)
+	} else {
+		obs.Logger.Info("not exporting traces: set OTEL_EXPORTER_OTLP_ENDPOINT to send them to a collector")
+	}
 	retry := eventstream.WithRetryPolicy(&eventstream.RetryPolicy{
 		MaxRetries: 2, BackoffStrategy: "exponential", InitialDelay: 20 * time.Millisecond, Multiplier: 2,
 	})
@@ -140,7 +156,7 @@ func run(ctx context.Context, service string, brokers []string, metricsAddr stri
 	if roles[len(roles)-1] == "order-service" {
 		return emitOrders(ctx, bus, obs, rate)
 	}
-	obs.Logger.Info("consuming", "metrics", "http://"+metricsAddr+"/metrics")
+	obs.Logger.Info("consuming")
 	<-ctx.Done()
 	return nil
 }
@@ -185,8 +201,9 @@ func subscribe(bus eventstream.EventBus, obs *otelsetup.Setup, service string, r
 var errOutOfStock = errors.New("item out of stock")
 
 func emitOrders(ctx context.Context, bus eventstream.EventBus, obs *otelsetup.Setup, rate int) error {
-	obs.Logger.Info("emitting orders", "rate", rate)
-	tick := time.NewTicker(time.Second / time.Duration(max(rate, 1)))
+	every := time.Second / time.Duration(max(rate, 1))
+	obs.Logger.Info("emitting orders", "per_second", rate, "every", every)
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	tenants := []string{"acme", "globex", "initech"}
 	for n := 1; ; n++ {
@@ -202,11 +219,4 @@ func emitOrders(ctx context.Context, bus eventstream.EventBus, obs *otelsetup.Se
 			obs.Logger.ErrorContext(ectx, "emit failed", "error", err)
 		}
 	}
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }

@@ -1,6 +1,8 @@
 // Command multiple_consumers shows consumer groups: one Emit reaches the
 // notification, points and analytics services once each, and the two
 // members of the notification group share its events.
+//
+//	cd examples && go run ./memory/multiple_consumers
 package main
 
 import (
