@@ -1,0 +1,290 @@
+package lanes
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrStopped: the lane was stopped (its subscription left, or the bus is
+// closing) and takes no more items.
+var ErrStopped = errors.New("lane stopped")
+
+// Lane is a bounded FIFO of items handled in order by at most one worker at
+// a time. Its capacity bounds queued plus in-hand items; WaitRoom is how a
+// producer honours it, Push never refuses for lack of room (items already
+// accepted elsewhere, dead letters and events emitted from handlers must
+// never wait for a worker that only the waiting goroutine could free).
+type Lane[T any] struct {
+	sched    *Scheduler
+	handle   func(T)
+	abort    func(T) // the handler ended its goroutine while holding the item
+	capacity int64
+
+	depth    atomic.Int64 // queued plus in hand: the bound and the gauge
+	waiters  atomic.Int32
+	abandon  atomic.Bool // the worker leaves the rest of the queue alone
+	handling atomic.Bool // a handler is running
+
+	mu      sync.Mutex
+	q       []T
+	spare   []T
+	busy    bool          // a worker owns the lane, or one was asked for
+	stopped bool          // Push refuses
+	room    chan struct{} // closed when room frees up; nil without waiters
+	idle    chan struct{} // closed when the worker leaves; nil without waiters
+}
+
+// New returns a lane of the given capacity (at least 1) whose items handle
+// runs. abort, when not nil, is called with an item whose handler ended its
+// goroutine (runtime.Goexit, as t.FailNow does) instead of returning.
+func New[T any](s *Scheduler, capacity int, handle, abort func(T)) *Lane[T] {
+	return &Lane[T]{sched: s, handle: handle, abort: abort, capacity: int64(max(capacity, 1))}
+}
+
+// Depth is the number of items queued or in hand.
+func (l *Lane[T]) Depth() int64 { return l.depth.Load() }
+
+// Handling reports whether a handler of the lane is running.
+func (l *Lane[T]) Handling() bool { return l.handling.Load() }
+
+// WaitRoom blocks while the lane is full, until ctx is done (ctx's error) or
+// the lane is stopped (ErrStopped).
+func (l *Lane[T]) WaitRoom(ctx context.Context) error {
+	for l.depth.Load() >= l.capacity {
+		l.mu.Lock()
+		if l.stopped {
+			l.mu.Unlock()
+			return ErrStopped
+		}
+		if l.depth.Load() < l.capacity {
+			l.mu.Unlock()
+			return nil
+		}
+		if l.room == nil {
+			l.room = make(chan struct{})
+		}
+		room := l.room
+		l.waiters.Add(1)
+		l.mu.Unlock()
+		select {
+		case <-room:
+			l.waiters.Add(-1)
+		case <-ctx.Done():
+			l.waiters.Add(-1)
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Push appends item, whatever the room; false when the lane is stopped.
+// Concurrent producers that waited for room may overshoot the capacity by
+// at most their number.
+func (l *Lane[T]) Push(item T) bool {
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		return false
+	}
+	l.depth.Add(1)
+	l.q = append(l.q, item)
+	start := !l.busy
+	l.busy = true
+	l.mu.Unlock()
+	if start {
+		l.sched.schedule(l)
+	}
+	return true
+}
+
+// run implements runner.
+func (l *Lane[T]) run(budget int) (more bool) {
+	handled := 0
+	var batch []T
+	i := 0
+	finished := false
+	defer func() {
+		if finished {
+			return
+		}
+		// The handler ended the goroutine: the item in hand counts as
+		// handled (its owner is told), the rest goes back to the queue and
+		// the scheduler hands the lane to a fresh worker.
+		l.handling.Store(false)
+		item := batch[i]
+		var zero T
+		batch[i] = zero
+		l.requeueFront(batch[i+1:])
+		l.depth.Add(-1)
+		l.wakeWaiters()
+		if l.abort != nil {
+			l.abort(item)
+		}
+	}()
+	for handled < budget {
+		l.mu.Lock()
+		if len(l.q) == 0 || l.abandon.Load() {
+			l.busy = false
+			if l.idle != nil {
+				close(l.idle)
+				l.idle = nil
+			}
+			l.mu.Unlock()
+			finished = true
+			return false
+		}
+		batch = l.q
+		l.q, l.spare = l.spare[:0], nil
+		l.mu.Unlock()
+
+		var zero T
+		for i = 0; i < len(batch); i++ {
+			if l.abandon.Load() {
+				l.requeueFront(batch[i:])
+				break
+			}
+			l.handling.Store(true)
+			l.handle(batch[i])
+			l.handling.Store(false)
+			batch[i] = zero
+			l.depth.Add(-1)
+			l.wakeWaiters()
+		}
+		handled += i
+		clear(batch)
+		l.mu.Lock()
+		l.spare = batch[:0]
+		l.mu.Unlock()
+	}
+	finished = true
+	return true
+}
+
+func (l *Lane[T]) requeueFront(rest []T) {
+	if len(rest) == 0 {
+		return
+	}
+	l.mu.Lock()
+	l.q = append(append(make([]T, 0, len(rest)+len(l.q)), rest...), l.q...)
+	l.mu.Unlock()
+}
+
+func (l *Lane[T]) wakeWaiters() {
+	if l.waiters.Load() == 0 {
+		return
+	}
+	l.mu.Lock()
+	if l.room != nil {
+		close(l.room)
+		l.room = nil
+	}
+	l.mu.Unlock()
+}
+
+// Stop refuses further pushes and wakes producers waiting for room (they get
+// ErrStopped). It does not wait; see Drain and Abandon.
+func (l *Lane[T]) Stop() {
+	l.mu.Lock()
+	l.stopped = true
+	if l.room != nil {
+		close(l.room)
+		l.room = nil
+	}
+	l.mu.Unlock()
+}
+
+// Idle returns a channel closed once no worker owns the lane.
+func (l *Lane[T]) Idle() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.busy {
+		return closedChan
+	}
+	if l.idle == nil {
+		l.idle = make(chan struct{})
+	}
+	return l.idle
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// Abandon makes the worker leave the queue after the item in hand and
+// returns the items that never started; they are no longer counted.
+func (l *Lane[T]) Abandon() []T {
+	l.abandon.Store(true)
+	l.mu.Lock()
+	rest := l.q
+	l.q = nil
+	l.mu.Unlock()
+	l.depth.Add(-int64(len(rest)))
+	return rest
+}
+
+// WaitIdle waits until no worker owns the lane, up to d.
+func (l *Lane[T]) WaitIdle(d time.Duration) bool {
+	return WaitClosed(l.Idle(), d)
+}
+
+// WaitClosed waits until ch is closed, up to d, and reports whether it was.
+func WaitClosed(ch <-chan struct{}, d time.Duration) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+	}
+	if d <= 0 {
+		return false
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-timer.C:
+		return false
+	}
+}
+
+// InHandler reports whether the calling goroutine is running a lane's
+// handler: Off and Close called from a handler must not wait for the worker
+// that is calling them. It walks the caller's stack, so it is for rare calls.
+func InHandler() bool {
+	pcs := make([]uintptr, 64)
+	n := runtime.Callers(2, pcs)
+	frames := runtime.CallersFrames(pcs[:n])
+	for {
+		f, more := frames.Next()
+		if strings.HasPrefix(f.Function, laneRunPrefix) && strings.HasSuffix(f.Function, ").run") {
+			return true
+		}
+		if !more {
+			return false
+		}
+	}
+}
+
+const laneRunPrefix = "libx.net/eventstream/internal/lanes.(*Lane["
+
+// PollUntil calls pending every interval until it reports zero or ctx is
+// done, and returns the last figure. Draining at Close is rare enough that
+// polling beats a notification on every item.
+func PollUntil(ctx context.Context, every time.Duration, pending func() int) int {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		n := pending()
+		if n == 0 {
+			return 0
+		}
+		select {
+		case <-ctx.Done():
+			return pending()
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,130 @@
+// Package transport is the contract between the bus and the transports that
+// move its events (memory, Kafka, an MQ adapter).
+//
+// The bus owns everything that must mean the same in every mode:
+// validation, the middleware chains, retries, dead letters and telemetry.
+// A transport only moves events and reports what happened to them; it gets
+// what it needs from the bus in a Host and a Sub, never the bus itself.
+package transport
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+
+	"libx.net/eventstream/event"
+	"libx.net/eventstream/internal/lanes"
+)
+
+// Host is what the bus lends a transport.
+type Host struct {
+	// Logger is the bus's logger (trace ids added).
+	Logger *slog.Logger
+	// BaseCtx is the context handlers run under; it is cancelled when
+	// Close's timeout runs out.
+	BaseCtx context.Context
+	// ShutdownTimeout bounds Off's and Close's waits.
+	ShutdownTimeout time.Duration
+	// QueueSize bounds, per lane, the events queued or in hand.
+	QueueSize int
+	// Sched runs every handler of the bus, fairly across lanes.
+	Sched *lanes.Scheduler
+	// MeterProvider is where client-level metrics go (nil: telemetry off).
+	MeterProvider metric.MeterProvider
+}
+
+// Sub is one subscription as a transport sees it.
+type Sub struct {
+	ID    string
+	Topic string
+	Group string
+	// Private: the group was generated for this subscription alone.
+	Private     bool
+	Concurrency int
+	// Deliver runs the consume chain for e (and, when it gives up, the dead
+	// letter). failure, when not nil, says why the transport could not hand
+	// e to the handler (a value that is not JSON, a handler that ended its
+	// goroutine): the bus then decides between delivering and dead-lettering.
+	// Deliver returns nil once e is done and may be acknowledged; an error
+	// means it is not (the bus is shutting down, a dead letter could not be
+	// written) and the transport must not acknowledge it.
+	Deliver func(ctx context.Context, e *event.Event, failure error) error
+}
+
+// PublishOptions say how one event is published.
+type PublishOptions struct {
+	// Done, when not nil, makes Publish return once the transport has
+	// taken the event; Done is then called exactly once with the outcome
+	// (nil once stored). It is not called when Publish returns an error.
+	Done func(error)
+	// Overflow publishes without waiting for room in bounded queues: for
+	// dead letters and events emitted from handlers, which may run on the
+	// very worker a full queue waits for.
+	Overflow bool
+}
+
+// Transport moves events. Every method is safe for concurrent use.
+type Transport interface {
+	// System is the messaging.system value, lower case.
+	System() string
+	// Publish hands e to every consumer group of its topic.
+	Publish(ctx context.Context, e *event.Event, o PublishOptions) error
+	// Subscribe starts delivering to s; it returns once s is live.
+	Subscribe(s *Sub) error
+	// Unsubscribe stops delivery to s: new events stop at once, those
+	// accepted for it are handled (within the host's ShutdownTimeout; the
+	// rest go to the group's other members), and it returns once the
+	// in-flight handlers are done — all but one when called from a handler.
+	Unsubscribe(s *Sub) error
+	// Drain waits until every accepted event is handled or ctx is done, and
+	// reports how many accepted events were not handled. Publish fails
+	// with ErrClosed from the moment Drain starts.
+	Drain(ctx context.Context) (unhandled int)
+	// Close releases what is left (clients), after Drain.
+	Close(ctx context.Context) error
+}
+
+// Optional capabilities, discovered with a type assertion.
+type (
+	// GroupNamer names the group of a subscription that gave none, when
+	// the default (topic + "." + id) is not unique enough (Kafka: across
+	// processes).
+	GroupNamer interface {
+		PrivateGroup(topic, id string) string
+	}
+	// ServerAddresser gives server.address and server.port for send spans.
+	ServerAddresser interface {
+		ServerAddress() (host string, port int)
+	}
+	// QueueDepther reports the events queued or in hand for a subscription
+	// (eventstream.queue.depth).
+	QueueDepther interface {
+		QueueDepth(s *Sub) int64
+	}
+	// LagReporter reports consumer lag per topic, group and partition
+	// (eventstream.consumer.lag).
+	LagReporter interface {
+		ReportLag(observe func(topic, group string, partition int32, lag int64))
+	}
+)
+
+// ErrClosed is returned by Publish once the transport drains or is closed;
+// the bus maps it to its own ErrClosed.
+var ErrClosed = errClosed{}
+
+type errClosed struct{}
+
+func (errClosed) Error() string { return "transport closed" }
+
+// ErrGoexit is the failure a transport reports when a handler ended its
+// goroutine (runtime.Goexit, as testing's FailNow does) instead of
+// returning: the event counts as failed.
+var ErrGoexit = errGoexit{}
+
+type errGoexit struct{}
+
+func (errGoexit) Error() string {
+	return "handler ended its goroutine (runtime.Goexit) instead of returning"
+}
