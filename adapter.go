@@ -2,8 +2,11 @@ package eventstream
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"sync/atomic"
+
+	"libx.net/eventstream/internal/transport"
 )
 
 // MQAdapter is the message queue under distributed mode — the original
@@ -42,32 +45,52 @@ type MQSubscription interface {
 
 // adapterTransport drives an MQAdapter as the bus's transport.
 type adapterTransport struct {
-	bus *bus
-	mq  MQAdapter
+	h  transport.Host
+	mq MQAdapter
 
 	mu       sync.Mutex
-	subs     map[*subscription]MQSubscription
+	subs     map[*transport.Sub]MQSubscription
 	inFlight atomic.Int64
+	closing  atomic.Bool
 }
 
-func newAdapterTransport(b *bus, mq MQAdapter) *adapterTransport {
-	return &adapterTransport{bus: b, mq: mq, subs: map[*subscription]MQSubscription{}}
+func newAdapterTransport(h transport.Host, mq MQAdapter) *adapterTransport {
+	return &adapterTransport{h: h, mq: mq, subs: map[*transport.Sub]MQSubscription{}}
 }
 
-func (t *adapterTransport) system() string { return t.mq.System() }
+func (t *adapterTransport) System() string { return t.mq.System() }
 
-func (t *adapterTransport) publish(ctx context.Context, e *Event) error {
-	return t.mq.Publish(ctx, e)
+// Publish implements transport.Transport. MQAdapter.Publish is synchronous,
+// so an asynchronous Emit's done is called once it returned.
+func (t *adapterTransport) Publish(ctx context.Context, e *Event, o transport.PublishOptions) error {
+	if t.closing.Load() {
+		return transport.ErrClosed
+	}
+	if err := t.mq.Publish(ctx, e); err != nil {
+		return &MQError{Op: "publish", Topic: e.Topic, Err: err}
+	}
+	if o.Done != nil {
+		o.Done(nil)
+	}
+	return nil
 }
 
-func (t *adapterTransport) subscribe(s *subscription) error {
-	ms, err := t.mq.Subscribe(s.topic, s.group, s.concurrency, func(ctx context.Context, e *Event) {
+func (t *adapterTransport) Subscribe(s *transport.Sub) error {
+	if t.closing.Load() {
+		return transport.ErrClosed
+	}
+	ms, err := t.mq.Subscribe(s.Topic, s.Group, s.Concurrency, func(ctx context.Context, e *Event) {
 		t.inFlight.Add(1)
 		defer t.inFlight.Add(-1)
-		s.deliver(t.bus.baseCtx, e)
+		// The adapter's context (its values, its cancellation) reaches the
+		// handler; so does the bus's shutdown.
+		hctx, cancel := context.WithCancel(context.WithValue(ctx, handlerKey{}, true))
+		stop := context.AfterFunc(t.h.BaseCtx, cancel)
+		defer func() { stop(); cancel() }()
+		_ = s.Deliver(hctx, e, nil)
 	})
 	if err != nil {
-		return err
+		return &MQError{Op: "subscribe", Topic: s.Topic, Err: err}
 	}
 	t.mu.Lock()
 	t.subs[s] = ms
@@ -75,7 +98,7 @@ func (t *adapterTransport) subscribe(s *subscription) error {
 	return nil
 }
 
-func (t *adapterTransport) unsubscribe(s *subscription) error {
+func (t *adapterTransport) Unsubscribe(s *transport.Sub) error {
 	t.mu.Lock()
 	ms := t.subs[s]
 	delete(t.subs, s)
@@ -83,30 +106,55 @@ func (t *adapterTransport) unsubscribe(s *subscription) error {
 	if ms == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), t.bus.cfg.ShutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), t.h.ShutdownTimeout)
 	defer cancel()
-	return ms.Stop(ctx)
+	if err := ms.Stop(ctx); err != nil {
+		return &MQError{Op: "stop subscription", Topic: s.Topic, Err: err}
+	}
+	return nil
 }
 
-// drain stops every subscription: what the queue acknowledged stays in the
+// Drain stops every subscription: what the queue acknowledged stays in the
 // queue, so accepted events are those in flight.
-func (t *adapterTransport) drain(ctx context.Context) int {
+func (t *adapterTransport) Drain(ctx context.Context) int {
 	t.mu.Lock()
 	subs := t.subs
-	t.subs = map[*subscription]MQSubscription{}
+	t.subs = map[*transport.Sub]MQSubscription{}
 	t.mu.Unlock()
 	var wg sync.WaitGroup
 	for s, ms := range subs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			if err := ms.Stop(ctx); err != nil {
-				t.bus.logger.Warn("eventstream: stopping a subscription", "topic", s.topic, "group", s.group, "error", err)
+				t.h.Logger.Warn("eventstream: stopping a subscription", "topic", s.Topic, "group", s.Group, "error", err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
+	t.closing.Store(true)
 	return int(t.inFlight.Load())
 }
 
-func (t *adapterTransport) close() error { return t.mq.Close() }
+func (t *adapterTransport) Close(context.Context) error {
+	t.closing.Store(true)
+	if err := t.mq.Close(); err != nil {
+		return &MQError{Op: "close", Err: err}
+	}
+	return nil
+}
+
+// MQError reports an MQAdapter operation that failed; it wraps ErrMQ and
+// the adapter's error.
+type MQError struct {
+	Op    string
+	Topic string
+	Err   error
+}
+
+func (e *MQError) Error() string {
+	if e.Topic != "" {
+		return "eventstream: mq: " + e.Op + " (topic " + strconv.Quote(e.Topic) + "): " + e.Err.Error()
+	}
+	return "eventstream: mq: " + e.Op + ": " + e.Err.Error()
+}
+
+func (e *MQError) Unwrap() []error { return []error{ErrMQ, e.Err} }

@@ -35,7 +35,7 @@ func (a *queueAdapter) System() string { return "inproc" }
 // Publish queues the event itself, so its id, time, key, data and headers
 // reach the subscribers unchanged; the key also orders the queue.
 func (a *queueAdapter) Publish(ctx context.Context, e *eventstream.Event) error {
-	return a.q.Emit(eventstream.ContextWithKey(ctx, e.Key), e.Topic, e)
+	return a.q.Emit(ctx, e.Topic, e, eventstream.WithKey(e.Key))
 }
 
 func (a *queueAdapter) Subscribe(topic, group string, concurrency int, handle func(context.Context, *eventstream.Event)) (eventstream.MQSubscription, error) {

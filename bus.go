@@ -16,7 +16,7 @@
 // event once and one member of the group handles it; a subscription without
 // a group is a group of its own. With concurrency 1 a subscription sees a
 // topic's events in emit order; with concurrency n, events with the same key
-// (see ContextWithKey) still run one at a time, in order. A full queue makes
+// (see WithKey) still run one at a time, in order. A full queue makes
 // Emit wait until its context is done; nothing is dropped silently. Close
 // refuses new events, drains what was accepted, and returns.
 package eventstream
@@ -58,9 +58,10 @@ type EventBus interface {
 	// Emit publishes data to topic. In memory mode it returns once every
 	// consumer group's queue accepted the event (waiting while a queue is
 	// full, until ctx is done); in distributed mode once the broker
-	// acknowledged it. The key and headers come from ctx (ContextWithKey,
-	// ContextWithHeaders).
-	Emit(ctx context.Context, topic string, data any) error
+	// acknowledged it. A ctx that is already done fails at once with its
+	// error, in both modes. Options set the key (WithKey), headers
+	// (WithHeaders) or make it asynchronous (WithAsync).
+	Emit(ctx context.Context, topic string, data any, opts ...EmitOption) error
 	// On subscribes handler to topic. The subscription is live when On
 	// returns: every event emitted afterwards reaches its group.
 	On(topic string, handler EventHandler, opts ...SubscribeOption) (Subscription, error)

@@ -1,14 +1,15 @@
 package eventstream
 
 import (
-	"context"
-	"crypto/tls"
+		"crypto/tls"
 	"log/slog"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"libx.net/eventstream/internal/transport"
 )
 
 // DefaultDistributedConfig returns a distributed-mode configuration for the
@@ -311,7 +312,7 @@ func newDistributed(cfg Config, o options) (EventBus, error) {
 		if sys := cfg.MQ.System(); sys == "" || strings.ToLower(sys) != sys {
 			return nil, &ConfigError{Field: "MQ", Reason: "System() must be a non-empty lower-case name, got " + quote(sys)}
 		}
-		b, err := newBus(cfg, o, func(b *bus) (transport, error) { return newAdapterTransport(b, cfg.MQ), nil })
+		b, err := newBus(cfg, o, func(h transport.Host) (transport.Transport, error) { return newAdapterTransport(h, cfg.MQ), nil })
 		if err != nil {
 			return nil, err
 		}
@@ -321,41 +322,10 @@ func newDistributed(cfg Config, o options) (EventBus, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := newBus(cfg, o, func(b *bus) (transport, error) { return newKafkaTransport(b, kc) })
+	b, err := newBus(cfg, o, func(h transport.Host) (transport.Transport, error) { return newKafkaTransport(h, kc) })
 	if err != nil {
 		return nil, err
 	}
 	return b, nil
 }
 
-// ContextWithAsyncEmit returns ctx making the next Emit asynchronous, the
-// high-throughput way to emit: in distributed mode Emit returns once the
-// producer buffered the record (waiting only while MaxBufferedRecords are
-// outstanding, until ctx is done), and done is called once, from the
-// producer's goroutine, with the broker's verdict (nil once acknowledged).
-// Records emitted this way are batched while requests are in flight (see
-// KafkaConfig.Linger); keep ctx alive until done is called, as canceling it
-// may fail records not yet sent. In memory
-// mode Emit already returns once the event is queued, and done(nil) is
-// called before it returns.
-//
-// done is called only when Emit returned nil; an Emit that fails (invalid
-// topic, bus closed, buffer full until ctx was done) returns the error and
-// does not call it. The send span and the send metrics cover the hand-off
-// to the producer; a failure the broker reports later reaches only done
-// (and the logs).
-func ContextWithAsyncEmit(ctx context.Context, done func(err error)) context.Context {
-	if done == nil {
-		done = func(error) {}
-	}
-	m := emitMetaFrom(ctx)
-	m.async = done
-	return context.WithValue(ctx, emitMetaKey{}, &m)
-}
-
-func asyncEmitFrom(ctx context.Context) func(error) {
-	if m, ok := ctx.Value(emitMetaKey{}).(*emitMeta); ok {
-		return m.async
-	}
-	return nil
-}

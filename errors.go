@@ -28,6 +28,11 @@ var (
 	ErrUnknownSubscription = errors.New("eventstream: unknown subscription")
 	// ErrShutdownTimeout: Close gave up waiting for accepted events.
 	ErrShutdownTimeout = errors.New("eventstream: shutdown timed out")
+	// ErrMQ: an MQAdapter operation failed; the *MQError names it and
+	// wraps the adapter's error.
+	ErrMQ = errors.New("eventstream: message queue operation failed")
+	// ErrNilContext: Emit was given a nil context.
+	ErrNilContext = errors.New("eventstream: nil context")
 	// ErrKafka: a Kafka operation failed (connect, produce, topic setup,
 	// group join); the *KafkaError names it and wraps the broker's error.
 	ErrKafka = errors.New("eventstream: kafka operation failed")
@@ -70,16 +75,36 @@ func (e *EncodeError) Error() string {
 func (e *EncodeError) Unwrap() []error { return []error{ErrEncode, e.Err} }
 
 // ShutdownError reports events that Close could not finish before the
-// shutdown timeout: accepted but not handled.
+// shutdown timeout: accepted but not handled (neither retried nor
+// dead-lettered after Close returned). Err, when set, says what else did not
+// stop in time (handlers still running).
 type ShutdownError struct {
 	Unhandled int
+	Err       error
 }
 
 func (e *ShutdownError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("eventstream: shutdown timed out with %d event(s) not handled: %v", e.Unhandled, e.Err)
+	}
 	return fmt.Sprintf("eventstream: shutdown timed out with %d event(s) not handled", e.Unhandled)
 }
 
-func (e *ShutdownError) Unwrap() error { return ErrShutdownTimeout }
+func (e *ShutdownError) Unwrap() []error {
+	if e.Err != nil {
+		return []error{ErrShutdownTimeout, e.Err}
+	}
+	return []error{ErrShutdownTimeout}
+}
+
+// GoexitError is the failure of a handler that ended its goroutine
+// (runtime.Goexit, as testing's FailNow does) instead of returning. The
+// goroutine is gone, so the event is not retried: it is dead-lettered.
+type GoexitError struct{}
+
+func (*GoexitError) Error() string {
+	return "eventstream: handler ended its goroutine (runtime.Goexit) instead of returning"
+}
 
 // QueueFullError reports the consumer group whose queue stayed full until
 // Emit's context was done. Emit waits for room in every group's queue before

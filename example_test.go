@@ -167,7 +167,7 @@ func ExampleMemoryEventBus() {
 }
 
 // Keys keep per-key order under concurrency; headers travel with the event.
-func ExampleContextWithKey() {
+func ExampleWithKey() {
 	bus, err := eventstream.New(eventstream.DefaultConfig(), eventstream.WithoutTelemetry())
 	if err != nil {
 		log.Fatal(err)
@@ -177,10 +177,10 @@ func ExampleContextWithKey() {
 		return nil
 	}, eventstream.WithConcurrency(8))
 
-	ctx := eventstream.ContextWithKey(context.Background(), "account-7")
-	ctx = eventstream.ContextWithHeaders(ctx, map[string]string{"tenant": "acme"})
+	ctx := context.Background()
 	for i := 1; i <= 3; i++ {
-		bus.Emit(ctx, "account.updated", i)
+		bus.Emit(ctx, "account.updated", i,
+			eventstream.WithKey("account-7"), eventstream.WithHeaders(map[string]string{"tenant": "acme"}))
 	}
 	bus.Close()
 	// Output:

@@ -12,6 +12,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"libx.net/eventstream/history"
+	"libx.net/eventstream/internal/transport"
 	"libx.net/eventstream/middleware"
 	"libx.net/eventstream/telemetry"
 )
@@ -93,8 +94,8 @@ func newObserver(b *bus) (*observer, error) {
 	if b.opts.linksOnly {
 		topts = append(topts, telemetry.WithLinksOnly())
 	}
-	if sa, ok := b.tr.(interface{ serverAddress() (string, int) }); ok { // Kafka: server.address on send spans
-		host, port := sa.serverAddress()
+	if sa, ok := b.tr.(transport.ServerAddresser); ok { // Kafka: server.address on send spans
+		host, port := sa.ServerAddress()
 		topts = append(topts, telemetry.WithServerAddress(host, port))
 	}
 	tel, err := telemetry.New(topts...)
@@ -104,13 +105,23 @@ func newObserver(b *bus) (*observer, error) {
 	}
 	o.tel = tel
 	o.closers = append(o.closers, func(context.Context) error { return tel.Close() })
-	if p, ok := b.tr.(interface {
-		poolStats() (running, capacity, waiting int64)
-	}); ok {
-		unregister := tel.ObservePool(b.tr.system(), p.poolStats)
+	unregister := tel.ObservePool(b.system, b.sched.Stats)
+	o.closers = append(o.closers, func(context.Context) error { unregister(); return nil })
+	if lr, ok := b.tr.(transport.LagReporter); ok {
+		unregister := tel.ObserveLag(lr.ReportLag)
 		o.closers = append(o.closers, func(context.Context) error { unregister(); return nil })
 	}
 	return o, nil
+}
+
+// observeSubscription reports the subscription's queue depth until it ends.
+func (o *observer) observeSubscription(b *bus, s *subscription) {
+	qd, ok := b.tr.(transport.QueueDepther)
+	if !ok || s.tel == nil {
+		return
+	}
+	ts := s.ts
+	s.addRelease(s.tel.ObserveQueueDepth(func() int64 { return qd.QueueDepth(ts) }))
 }
 
 func (o *observer) emitMiddleware(system string, b *bus) []Middleware {

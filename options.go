@@ -1,10 +1,11 @@
 package eventstream
 
 import (
-	"context"
 	"log/slog"
+	"maps"
 	"strconv"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -49,6 +50,14 @@ func (o *options) validate() error {
 		}
 	}
 	return nil
+}
+
+// meterProviderOrGlobal is the MeterProvider in effect.
+func (o *options) meterProviderOrGlobal() metric.MeterProvider {
+	if o.meterProvider != nil {
+		return o.meterProvider
+	}
+	return otel.GetMeterProvider()
 }
 
 type optionFunc func(*options)
@@ -159,42 +168,54 @@ func WithSubscriptionMiddleware(mw ...Middleware) SubscribeOption {
 	return subOptionFunc(func(o *subOptions) { o.middleware = append(o.middleware, mw...) })
 }
 
-// Emit metadata travels in the context so that Emit keeps its three
-// arguments; like gRPC's outgoing metadata.
-type emitMetaKey struct{}
+// EmitOption configures one Emit: its key, headers, or asynchronous
+// completion.
+type EmitOption interface{ applyEmit(*emitOptions) }
 
-type emitMeta struct {
+type emitOptions struct {
 	key     string
 	headers map[string]string
-	async   func(error) // ContextWithAsyncEmit
+	async   func(error)
 }
 
-// ContextWithKey returns ctx carrying the partition key for the next Emit:
-// events with the same key keep their order (and share a Kafka partition).
-func ContextWithKey(ctx context.Context, key string) context.Context {
-	m := emitMetaFrom(ctx)
-	m.key = key
-	return context.WithValue(ctx, emitMetaKey{}, &m)
+type emitOptionFunc func(*emitOptions)
+
+func (f emitOptionFunc) applyEmit(o *emitOptions) { f(o) }
+
+// WithKey sets the event's partition key: events with the same key keep
+// their order (one lane of each group; on Kafka, one partition). Default:
+// no key.
+func WithKey(key string) EmitOption {
+	return emitOptionFunc(func(o *emitOptions) { o.key = key })
 }
 
-// ContextWithHeaders returns ctx carrying headers for the next Emit, added
-// to (and overriding) any headers ctx already carries. The map is copied.
-func ContextWithHeaders(ctx context.Context, headers map[string]string) context.Context {
-	m := emitMetaFrom(ctx)
-	merged := make(map[string]string, len(m.headers)+len(headers))
-	for k, v := range m.headers {
-		merged[k] = v
-	}
-	for k, v := range headers {
-		merged[k] = v
-	}
-	m.headers = merged
-	return context.WithValue(ctx, emitMetaKey{}, &m)
+// WithHeaders adds headers to the event (later ones override earlier
+// ones). The map is copied. Default: none.
+func WithHeaders(headers map[string]string) EmitOption {
+	return emitOptionFunc(func(o *emitOptions) {
+		if o.headers == nil {
+			o.headers = make(map[string]string, len(headers))
+		}
+		maps.Copy(o.headers, headers)
+	})
 }
 
-func emitMetaFrom(ctx context.Context) emitMeta {
-	if m, ok := ctx.Value(emitMetaKey{}).(*emitMeta); ok {
-		return *m
+// WithAsync makes Emit return as soon as the transport has taken the event
+// and calls done once with the outcome: the throughput way to emit. In
+// distributed mode Emit returns once the producer buffered the record
+// (waiting only while KafkaConfig.MaxBufferedRecords are outstanding, until
+// ctx is done) and done is called from the producer's goroutine with the
+// broker's verdict (nil once acknowledged); records emitted this way are
+// batched while requests are in flight. In memory mode Emit already returns
+// once the event is queued, and done(nil) is called before it returns.
+//
+// done is called only when Emit returned nil; an Emit that fails returns
+// the error and does not call it. The send span and send metrics cover the
+// hand-off; a failure the broker reports later reaches only done (and the
+// logs). A nil done is allowed (fire and forget).
+func WithAsync(done func(err error)) EmitOption {
+	if done == nil {
+		done = func(error) {}
 	}
-	return emitMeta{}
+	return emitOptionFunc(func(o *emitOptions) { o.async = done })
 }

@@ -149,10 +149,10 @@ func (c *collector) settle(t *testing.T, n int) {
 	}
 }
 
-func emitN(t *testing.T, b eventstream.EventBus, ctx context.Context, topic string, n int) {
+func emitN(t *testing.T, b eventstream.EventBus, ctx context.Context, topic string, n int, opts ...eventstream.EmitOption) {
 	t.Helper()
 	for i := 0; i < n; i++ {
-		if err := b.Emit(ctx, topic, map[string]any{"n": i}); err != nil {
+		if err := b.Emit(ctx, topic, map[string]any{"n": i}, opts...); err != nil {
 			t.Fatalf("Emit %d: %v", i, err)
 		}
 	}
@@ -245,8 +245,7 @@ func testOrder(t *testing.T, tr Transport) {
 	}
 	const n = 500
 	// One key: Kafka keeps order per partition, so the suite pins one.
-	ctx := eventstream.ContextWithKey(context.Background(), "order")
-	emitN(t, b, ctx, topic, n)
+	emitN(t, b, context.Background(), topic, n, eventstream.WithKey("order"))
 	c.wait(t, n, tr.Timeout)
 	mu.Lock()
 	defer mu.Unlock()
@@ -289,8 +288,7 @@ func testPerKeyOrder(t *testing.T, tr Transport) {
 	}
 	for i := 0; i < perKey; i++ {
 		for k := 0; k < keys; k++ {
-			ctx := eventstream.ContextWithKey(context.Background(), "k"+strconv.Itoa(k))
-			if err := b.Emit(ctx, topic, map[string]any{"n": i}); err != nil {
+			if err := b.Emit(context.Background(), topic, map[string]any{"n": i}, eventstream.WithKey("k"+strconv.Itoa(k))); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -325,8 +323,7 @@ func testConcurrencyParallel(t *testing.T, tr Transport) {
 		t.Fatal(err)
 	}
 	for k := 0; k < 16; k++ {
-		ctx := eventstream.ContextWithKey(context.Background(), "key-"+strconv.Itoa(k))
-		if err := b.Emit(ctx, topic, k); err != nil {
+		if err := b.Emit(context.Background(), topic, k, eventstream.WithKey("key-"+strconv.Itoa(k))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -452,8 +449,8 @@ func testDeadLetter(t *testing.T, tr Transport) {
 	}, eventstream.WithConsumerGroup("billing-"+topic), fastRetry(2)); err != nil {
 		t.Fatal(err)
 	}
-	ctx := eventstream.ContextWithHeaders(context.Background(), map[string]string{"tenant": "acme"})
-	if err := b.Emit(ctx, topic, map[string]any{"order": 7}); err != nil {
+	if err := b.Emit(context.Background(), topic, map[string]any{"order": 7},
+		eventstream.WithHeaders(map[string]string{"tenant": "acme"})); err != nil {
 		t.Fatal(err)
 	}
 	dlq.wait(t, 1, tr.Timeout)
@@ -646,9 +643,8 @@ func testKeyAndHeaders(t *testing.T, tr Transport) {
 	if _, err := b.On(topic, c.handler("")); err != nil {
 		t.Fatal(err)
 	}
-	ctx := eventstream.ContextWithKey(context.Background(), "order-42")
-	ctx = eventstream.ContextWithHeaders(ctx, map[string]string{"tenant": "acme"})
-	if err := b.Emit(ctx, topic, "x"); err != nil {
+	if err := b.Emit(context.Background(), topic, "x", eventstream.WithKey("order-42"),
+		eventstream.WithHeaders(map[string]string{"tenant": "acme"})); err != nil {
 		t.Fatal(err)
 	}
 	c.wait(t, 1, tr.Timeout)

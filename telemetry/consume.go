@@ -38,7 +38,6 @@ type consumeKey struct{ system, topic, group string }
 type consumeRegistry struct {
 	mu      sync.Mutex
 	byKey   map[consumeKey]*consumeCounters
-	list    []*consumeCounters // appended under mu; the callback reads a snapshot
 	reg     metric.Registration
 	closed  bool
 	regOnce sync.Once // registers the callback, outside mu: the SDK calls the callback under its own lock
@@ -77,7 +76,6 @@ func (t *Telemetry) consumeCounters(key consumeKey, consumed, inFlight attribute
 		r.byKey = make(map[consumeKey]*consumeCounters)
 	}
 	r.byKey[key] = c
-	r.list = append(r.list, c)
 	return c
 }
 
@@ -87,9 +85,8 @@ func (t *Telemetry) consumeCounters(key consumeKey, consumed, inFlight attribute
 func (t *Telemetry) observeConsume(_ context.Context, o metric.Observer) error {
 	r := &t.consume
 	r.mu.Lock()
-	list := r.list
-	r.mu.Unlock()
-	for _, c := range list {
+	defer r.mu.Unlock()
+	for _, c := range r.byKey {
 		n := c.consumed.Load()
 		f := c.inFlight.Load()
 		if n != 0 {
@@ -100,6 +97,18 @@ func (t *Telemetry) observeConsume(_ context.Context, o metric.Observer) error {
 		}
 	}
 	return nil
+}
+
+// forget drops c (the counters of key) unless in-flight events still
+// count on it. A later subscription with the same key starts a new series.
+func (r *consumeRegistry) forget(key consumeKey, c *consumeCounters) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.byKey[key] != c || c.inFlight.Load() != 0 {
+		return false
+	}
+	delete(r.byKey, key)
+	return true
 }
 
 func (r *consumeRegistry) close() error {

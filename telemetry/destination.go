@@ -3,7 +3,6 @@ package telemetry
 import (
 	"context"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -15,8 +14,9 @@ import (
 type Sender struct {
 	t      *Telemetry
 	system string
-	mu     sync.Mutex
-	topics atomicMap[Destination]
+	// topics is read on every Emit; sync.Map keeps that lock-free and
+	// allocation-free, and a new topic costs O(1) however many exist.
+	topics sync.Map // string → *Destination
 }
 
 // Sender returns the emit-side telemetry for system ("memory", "kafka"); the
@@ -41,17 +41,11 @@ func (s *Sender) System() string { return s.system }
 // Destination returns the telemetry of sends to topic. The read path takes no
 // lock and allocates nothing.
 func (s *Sender) Destination(topic string) *Destination {
-	if d, ok := s.topics.load(topic); ok {
-		return d
+	if d, ok := s.topics.Load(topic); ok {
+		return d.(*Destination)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if d, ok := s.topics.load(topic); ok {
-		return d
-	}
-	d := s.t.newDestination(s.system, topic)
-	s.topics.store(topic, d)
-	return d
+	d, _ := s.topics.LoadOrStore(topic, s.t.newDestination(s.system, topic))
+	return d.(*Destination)
 }
 
 // Destination is the telemetry of sends to one topic: span name, static span
@@ -117,33 +111,4 @@ func (d *Destination) RecordSend(ctx context.Context, dur time.Duration, err err
 	}
 	d.t.inst.SentMessages.Add(ctx, 1, add...)
 	d.t.inst.OperationDuration.Record(ctx, dur.Seconds(), rec...)
-}
-
-// atomicMap is a copy-on-write map: lock-free, allocation-free reads; writes
-// (rare: one per topic or error type) copy it under the owner's mutex.
-type atomicMap[V any] struct {
-	p atomic.Pointer[map[string]*V]
-}
-
-func (m *atomicMap[V]) load(k string) (*V, bool) {
-	mp := m.p.Load()
-	if mp == nil {
-		return nil, false
-	}
-	v, ok := (*mp)[k]
-	return v, ok
-}
-
-// store must be called with the owner's mutex held.
-func (m *atomicMap[V]) store(k string, v *V) {
-	old := m.p.Load()
-	n := make(map[string]*V, 1)
-	if old != nil {
-		n = make(map[string]*V, len(*old)+1)
-		for kk, vv := range *old {
-			n[kk] = vv
-		}
-	}
-	n[k] = v
-	m.p.Store(&n)
 }

@@ -69,6 +69,30 @@ func (t *Telemetry) Subscription(info event.SubscriptionInfo) *Subscription {
 	return s
 }
 
+// Forget drops the subscription's consume counters (consumed, in flight)
+// from the reported series: for a group that ends with the subscription (a
+// subscription without a group), so that subscribing and leaving in a loop
+// does not grow memory. Counters shared with other live subscriptions of
+// the same group stay.
+func (s *Subscription) Forget() {
+	if !s.t.consume.forget(consumeKey{s.info.System, s.info.Topic, s.info.Group}, s.counters) {
+		return
+	}
+	// Its deliveries stay counted, in one series per topic for every
+	// private group that ended, so totals never go down.
+	kvs := []attribute.KeyValue{KeySystem.String(s.info.System), KeyOperationName.String(OperationProcess),
+		KeyDestination.String(s.info.Topic), KeyConsumerGroup.String(EndedPrivateGroups)}
+	base := []attribute.KeyValue{KeySystem.String(s.info.System), KeyDestination.String(s.info.Topic),
+		KeyConsumerGroup.String(EndedPrivateGroups)}
+	ended := s.t.consumeCounters(consumeKey{s.info.System, s.info.Topic, EndedPrivateGroups},
+		attribute.NewSet(kvs...), attribute.NewSet(base...))
+	ended.consumed.Add(s.counters.consumed.Load())
+}
+
+// EndedPrivateGroups is the consumer.group.name under which the deliveries
+// of subscriptions without a group are counted once they ended.
+const EndedPrivateGroups = "_ended"
+
 // Info returns what the subscription was made from.
 func (s *Subscription) Info() event.SubscriptionInfo { return s.info }
 
@@ -184,10 +208,9 @@ func (t *Telemetry) register(cb metric.Callback, insts ...metric.Observable) fun
 
 // errorSets caches, per error.type, the measurement options of a base
 // attribute set plus error.type. Error types are few (Go type names), so the
-// map stays small; it is copy-on-write so the read path takes no lock.
+// map stays small.
 type errorSets struct {
-	mu sync.Mutex
-	m  atomicMap[errorOpts]
+	m sync.Map // error type → *errorOpts
 }
 
 type errorOpts struct {
@@ -196,17 +219,11 @@ type errorOpts struct {
 }
 
 func (c *errorSets) get(errType string, base []attribute.KeyValue) *errorOpts {
-	if v, ok := c.m.load(errType); ok {
-		return v
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if v, ok := c.m.load(errType); ok {
-		return v
+	if v, ok := c.m.Load(errType); ok {
+		return v.(*errorOpts)
 	}
 	kvs := append(base[:len(base):len(base)], KeyErrorType.String(errType))
 	opt := metric.WithAttributeSet(attribute.NewSet(kvs...))
-	v := &errorOpts{add: []metric.AddOption{opt}, rec: []metric.RecordOption{opt}}
-	c.m.store(errType, v)
-	return v
+	v, _ := c.m.LoadOrStore(errType, &errorOpts{add: []metric.AddOption{opt}, rec: []metric.RecordOption{opt}})
+	return v.(*errorOpts)
 }
