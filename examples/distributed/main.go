@@ -98,7 +98,7 @@ func main() {
 	for i := 1; i <= *n/2; i++ {
 		o := order{ID: fmt.Sprintf("o-%d", i), Customer: customers[i%3], Amount: float64(i) * 9.5}
 		// The key keeps one customer's orders in order, on one partition.
-		if err := bus.Emit(eventstream.ContextWithKey(ctx, o.Customer), topic, o); err != nil {
+		if err := bus.Emit(ctx, topic, o, eventstream.WithKey(o.Customer)); err != nil {
 			log.Fatal(err) // returned once the broker acknowledged the event
 		}
 	}
@@ -108,13 +108,13 @@ func main() {
 	for i := *n/2 + 1; i <= *n; i++ {
 		o := order{ID: fmt.Sprintf("o-%d", i), Customer: customers[i%3], Amount: float64(i) * 9.5}
 		acked.Add(1)
-		actx := eventstream.ContextWithAsyncEmit(eventstream.ContextWithKey(ctx, o.Customer), func(err error) {
+		done := func(err error) {
 			if err != nil {
 				log.Printf("order %s not written: %v", o.ID, err)
 			}
 			acked.Done()
-		})
-		if err := bus.Emit(actx, topic, o); err != nil {
+		}
+		if err := bus.Emit(ctx, topic, o, eventstream.WithKey(o.Customer), eventstream.WithAsync(done)); err != nil {
 			log.Fatal(err)
 		}
 	}

@@ -214,8 +214,7 @@ func emitOrders(ctx context.Context, bus eventstream.EventBus, obs *otelsetup.Se
 		}
 		o := order{ID: fmt.Sprintf("o-%d", n), Amount: float64(rand.IntN(10000)) / 100, Poison: n%25 == 0}
 		ectx := otelsetup.WithTenant(ctx, tenants[n%len(tenants)])
-		ectx = eventstream.ContextWithKey(ectx, o.ID)
-		if err := bus.Emit(ectx, "order.created", o); err != nil && ctx.Err() == nil {
+		if err := bus.Emit(ectx, "order.created", o, eventstream.WithKey(o.ID)); err != nil && ctx.Err() == nil {
 			obs.Logger.ErrorContext(ectx, "emit failed", "error", err)
 		}
 	}
