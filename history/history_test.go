@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -351,5 +353,178 @@ func TestHandlerOverRealTelemetry(t *testing.T) {
 	}
 	if w := get(t, history.Handler(src), "/", nil); !strings.Contains(w.Body.String(), e.ID) {
 		t.Error("html lacks the event")
+	}
+}
+
+// busySource is a history in which two failures sit among many successes
+// of another topic and group, as on a bus handling 20 events a second.
+func busySource() fakeSource {
+	var es []history.Entry
+	for i := range 300 {
+		e := history.Entry{EventID: fmt.Sprintf("ok-%d", i), Topic: "orders", Group: "billing", Operation: "process",
+			Attempt: 1, Status: history.StatusOK, TraceID: fmt.Sprintf("%032x", i)}
+		switch i {
+		case 150:
+			e = history.Entry{EventID: "bad-1", Topic: "orders", Group: "points", Operation: "process",
+				Attempt: 1, Status: history.StatusError, Error: "out of stock", TraceID: fmt.Sprintf("%032x", i)}
+		case 250:
+			e = history.Entry{EventID: "bad-2", Topic: "audit", Group: "points", Operation: "process",
+				Attempt: 2, Status: history.StatusError, Error: "timeout", TraceID: fmt.Sprintf("%032x", i)}
+		case 280:
+			e = history.Entry{EventID: "send-1", Topic: "audit", Operation: "send", Status: history.StatusOK,
+				TraceID: fmt.Sprintf("%032x", i)}
+		}
+		es = append(es, e)
+	}
+	return fakeSource{entries: es}
+}
+
+func eventIDs(t *testing.T, w *httptest.ResponseRecorder) []string {
+	t.Helper()
+	if w.Code != http.StatusOK {
+		t.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	var es []history.Entry
+	if err := json.Unmarshal(w.Body.Bytes(), &es); err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]string, len(es))
+	for i, e := range es {
+		ids[i] = e.EventID
+	}
+	return ids
+}
+
+func TestHandlerEventFilters(t *testing.T) {
+	h := history.Handler(busySource())
+	for _, tc := range []struct {
+		query string
+		want  []string
+	}{
+		// Both failures lie beyond the first 100 entries: filtering
+		// happens before the limit, so they are still found.
+		{"status=error", []string{"bad-1", "bad-2"}},
+		{"status=error&n=1", []string{"bad-1"}},
+		{"status=error&topic=audit", []string{"bad-2"}},
+		{"group=points", []string{"bad-1", "bad-2"}},
+		{"topic=audit", []string{"bad-2", "send-1"}},
+		{"topic=audit&status=ok", []string{"send-1"}},
+		{"topic=audit&group=billing", []string{}},
+		{"topic=nope", []string{}},
+	} {
+		got := eventIDs(t, get(t, h, "/events?"+tc.query, nil))
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.query, got, tc.want)
+		}
+	}
+	if got := eventIDs(t, get(t, h, "/events?status=ok", nil)); len(got) != history.DefaultLimit || slices.Contains(got, "bad-1") {
+		t.Errorf("status=ok: %d entries, %v", len(got), got[:3])
+	}
+	if got := eventIDs(t, get(t, h, "/events", nil)); len(got) != history.DefaultLimit || got[0] != "ok-0" {
+		t.Errorf("unfiltered: %d entries starting %v", len(got), got[:1])
+	}
+
+	// The combined document is filtered alike; its stats are not.
+	var doc history.Document
+	w := get(t, h, "/?format=json&status=error&group=points&topic=orders", nil)
+	if err := json.Unmarshal(w.Body.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Events) != 1 || doc.Events[0].EventID != "bad-1" {
+		t.Errorf("document events %+v", doc.Events)
+	}
+
+	for _, path := range []string{"/events?status=failed", "/?status=ERROR", "/?format=json&status=1"} {
+		if w := get(t, h, path, nil); w.Code != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", path, w.Code)
+		}
+	}
+}
+
+func TestHandlerPageFilters(t *testing.T) {
+	h := history.Handler(busySource())
+	body := get(t, h, "/?status=error&group=points&n=50", nil).Body.String()
+	if !strings.Contains(body, "bad-1") || !strings.Contains(body, "bad-2") || strings.Contains(body, "ok-0") {
+		t.Error("page does not show exactly the failures")
+	}
+	for _, want := range []string{
+		`<option value="error" selected>`, // the filter's state is shown
+		`<option selected>points</option>`,
+		`<option>billing</option>`,
+		`<option>audit</option>`,
+		`<input type="hidden" name="n" value="50">`, // kept across filter changes
+		`href="?format=json&amp;group=points&amp;n=50&amp;status=error"`,
+		`id="auto"`, // the live/pause toggle
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %s", want)
+		}
+	}
+	if body := get(t, h, "/?topic=nope", nil).Body.String(); !strings.Contains(body, "no events match the filters") ||
+		!strings.Contains(body, `<option selected>nope</option>`) {
+		t.Error("page with an unmatched filter")
+	}
+}
+
+func TestHandlerTraceLinks(t *testing.T) {
+	const id = "4bf92f3577b34da6a3ce929d0e0e4736"
+	for _, h := range []http.Handler{history.Handler(testSource()), history.Handler(testSource(), history.WithTraceURL(""))} {
+		plain := get(t, h, "/", nil).Body.String()
+		if !strings.Contains(plain, `title="`+id+`"><code>`+id+`</code></td>`) || strings.Contains(plain, `target="_blank"`) {
+			t.Error("without a template, trace ids must be plain text")
+		}
+	}
+
+	h := history.Handler(testSource(), history.WithTraceURL("http://localhost:16686/trace/{id}"))
+	page := get(t, h, "/", nil).Body.String()
+	want := `<a href="http://localhost:16686/trace/` + id + `" target="_blank" rel="noopener"><code>` + id + `</code></a>`
+	if !strings.Contains(page, want) {
+		t.Errorf("page lacks the trace link %s", want)
+	}
+	if !strings.Contains(page, `title="`+id+`"`) {
+		t.Error("a truncated id must keep its full value in a title")
+	}
+	// The placeholder may sit in a query.
+	q := get(t, history.Handler(testSource(), history.WithTraceURL("https://ui.example/search?trace={id}&x=1")), "/", nil).Body.String()
+	if !strings.Contains(q, `href="https://ui.example/search?trace=`+id+`&amp;x=1"`) {
+		t.Error("query template not filled in")
+	}
+
+	for _, bad := range []string{"http://localhost:16686/trace/", "javascript:alert('{id}')", "/trace/{id}", "http://%zz/{id}"} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("WithTraceURL(%q) accepted", bad)
+				}
+			}()
+			history.Handler(testSource(), history.WithTraceURL(bad))
+		}()
+	}
+}
+
+func TestHandlerEscapesHostileNames(t *testing.T) {
+	const evil = `<script>alert("x")</script>`
+	src := fakeSource{
+		entries: []history.Entry{{EventID: evil, Topic: evil, Group: evil, Subscription: evil, Operation: "process",
+			Attempt: 1, Status: history.StatusError, Error: evil, TraceID: `"><img src=x onerror=alert(1)>`}},
+		stats: history.Stats{Rows: []history.Row{{Topic: evil, Group: evil}}},
+		topo: history.Topology{Topics: []history.TopicNode{{Name: evil,
+			Groups: []history.GroupNode{{Name: evil, Subscriptions: []string{evil}}}}}},
+	}
+	h := history.Handler(src, history.WithTraceURL("http://localhost:16686/trace/{id}"))
+	for _, path := range []string{"/", "/?topic=" + url.QueryEscape(evil) + "&group=" + url.QueryEscape(evil)} {
+		body := get(t, h, path, nil).Body.String()
+		for _, raw := range []string{evil, "<img", `"x"`} {
+			if strings.Contains(body, raw) {
+				t.Errorf("%s: page contains %q unescaped", path, raw)
+			}
+		}
+		if !strings.Contains(body, "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;") {
+			t.Errorf("%s: escaped name missing", path)
+		}
+		// The hostile id reaches the link only percent-encoded.
+		if !strings.Contains(body, `href="http://localhost:16686/trace/%22%3E%3Cimg%20src=x%20onerror=alert%281%29%3E"`) {
+			t.Errorf("%s: trace link not encoded", path)
+		}
 	}
 }
