@@ -110,6 +110,26 @@ func WithTraceURL(template string) HandlerOption {
 	return handlerOptionFunc(func(c *handlerConfig) { c.traceURL = template })
 }
 
+const traceIDPlaceholder = "{id}"
+
+// validTraceURL reports why t cannot be a WithTraceURL template.
+func validTraceURL(t string) error {
+	if t == "" {
+		return nil
+	}
+	if !strings.Contains(t, traceIDPlaceholder) {
+		return fmt.Errorf("template %q has no %s", t, traceIDPlaceholder)
+	}
+	u, err := url.Parse(strings.ReplaceAll(t, traceIDPlaceholder, "0"))
+	if err != nil {
+		return fmt.Errorf("template %q: %v", t, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("template %q is not an absolute http or https URL", t)
+	}
+	return nil
+}
+
 // Handler serves src:
 //
 //	/          HTML page (recent events, stats, topology), or the combined
@@ -136,25 +156,6 @@ func Handler(src Source, opts ...HandlerOption) http.Handler {
 	}
 	return &handler{src: src, cfg: cfg}
 }
-
-func validTraceURL(t string) error {
-	if t == "" {
-		return nil
-	}
-	if !strings.Contains(t, traceIDPlaceholder) {
-		return fmt.Errorf("template %q has no %s", t, traceIDPlaceholder)
-	}
-	u, err := url.Parse(strings.ReplaceAll(t, traceIDPlaceholder, "0"))
-	if err != nil {
-		return fmt.Errorf("template %q: %v", t, err)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("template %q is not an absolute http or https URL", t)
-	}
-	return nil
-}
-
-const traceIDPlaceholder = "{id}"
 
 type handler struct {
 	src Source
