@@ -1,0 +1,690 @@
+// Package kafka is the bus's Kafka transport, over franz-go: one producer
+// client for publishing and the admin calls, and one consumer client per
+// subscription, each a member of the subscription's consumer group. Records
+// are CloudEvents in binary mode (record.go); handlers run on the host's
+// scheduler, in lanes that keep a key's records in order (consumer.go), and
+// an offset is committed only once its event is done.
+package kafka
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/plugin/kotel"
+
+	"libx.net/eventstream/event"
+	"libx.net/eventstream/internal/lanes"
+	"libx.net/eventstream/internal/transport"
+	"libx.net/eventstream/telemetry"
+)
+
+// Config is a validated Kafka configuration with every default filled in
+// (the root package's KafkaConfig documents each field).
+type Config struct {
+	Brokers  []string
+	ClientID string
+	// Source is the ce_source of published events.
+	Source string
+
+	DisableTopicCreation bool
+	Partitions           int32 // 0: the broker's default
+	ReplicationFactor    int16 // 0: the broker's default
+	TopicConfigs         map[string]string
+
+	// Earliest makes a brand-new group start at the oldest records instead
+	// of the end of the log.
+	Earliest          bool
+	CommitInterval    time.Duration
+	SessionTimeout    time.Duration
+	HeartbeatInterval time.Duration
+	JoinTimeout       time.Duration
+	FetchMaxWait      time.Duration
+
+	Linger time.Duration
+	// MaxBufferedRecords bounds the records published and not yet
+	// acknowledged; 0 means 50,000.
+	MaxBufferedRecords int
+
+	TLS  *tls.Config
+	SASL sasl.Mechanism
+
+	ClientOptions   []kgo.Opt
+	ProducerOptions []kgo.Opt
+	ConsumerOptions []kgo.Opt
+
+	// EncodeError, when set, builds the error Publish returns for data
+	// that cannot be encoded as JSON (the caller's own error type).
+	EncodeError func(dataType string, err error) error
+}
+
+// ErrKafka is wrapped by every *Error.
+var ErrKafka = errors.New("eventstream: kafka operation failed")
+
+// Error reports a Kafka operation that failed: what was attempted, the
+// topic, and the client's or broker's error, which errors.Is and errors.As
+// reach (franz-go's kerr errors, context errors) beside ErrKafka.
+type Error struct {
+	Op    string
+	Topic string
+	Err   error
+}
+
+func (e *Error) Error() string {
+	if e.Topic != "" {
+		return fmt.Sprintf("eventstream: kafka: %s (topic %q): %v", e.Op, e.Topic, e.Err)
+	}
+	return fmt.Sprintf("eventstream: kafka: %s: %v", e.Op, e.Err)
+}
+
+func (e *Error) Unwrap() []error { return []error{ErrKafka, e.Err} }
+
+// Transport is the Kafka transport. It implements transport.Transport and
+// the optional GroupNamer, ServerAddresser, QueueDepther and LagReporter.
+type Transport struct {
+	host     transport.Host
+	cfg      Config
+	base     []kgo.Opt // options of every client: seeds, security, logger, hooks
+	prod     *kgo.Client
+	adm      *kadm.Client
+	instance string // makes private group names unique across processes
+	addrHost string
+	addrPort int
+
+	// room bounds the records handed to the producer and not yet
+	// acknowledged, so that Publish waits for room under the caller's
+	// context without ever handing that context to franz-go.
+	room chan struct{}
+
+	// ctx ends with Close: topic setups and members that outlive the call
+	// that started them stop with it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	bg     sync.WaitGroup
+
+	topicsMu sync.Mutex
+	topics   sync.Map // topic → struct{}: known to exist
+	creating map[string]*topicCall
+
+	// pubMu orders Publish's hand-off to the producer before Close's
+	// flush: once Close holds it, no record is handed over any more.
+	pubMu    sync.RWMutex
+	draining atomic.Bool
+	closed   atomic.Bool
+
+	mu        sync.Mutex
+	consumers map[*transport.Sub]*consumer
+	closeOnce sync.Once
+	closeErr  error
+}
+
+type topicCall struct {
+	done chan struct{}
+	err  error
+}
+
+// Bounds of the calls the transport makes on its own account.
+const (
+	connectTimeout     = 10 * time.Second // the connectivity check in New
+	topicSetupTimeout  = 30 * time.Second // one topic's creation or lookup
+	clientOpTimeout    = 10 * time.Second // a commit, leaving a group, the final flush
+	defaultMaxBuffered = 50000            // franz-go's default MaxBufferedRecords
+)
+
+var (
+	_ transport.Transport       = (*Transport)(nil)
+	_ transport.GroupNamer      = (*Transport)(nil)
+	_ transport.ServerAddresser = (*Transport)(nil)
+	_ transport.QueueDepther    = (*Transport)(nil)
+	_ transport.LagReporter     = (*Transport)(nil)
+)
+
+// New connects to the cluster and returns the transport. An error from
+// franz-go's option validation is returned as it is (a configuration
+// error); a cluster that cannot be reached is an *Error.
+func New(h transport.Host, cfg Config) (*Transport, error) {
+	t := &Transport{
+		host:      h,
+		cfg:       cfg,
+		creating:  map[string]*topicCall{},
+		consumers: map[*transport.Sub]*consumer{},
+	}
+	var id [4]byte
+	_, _ = rand.Read(id[:])
+	t.instance = hex.EncodeToString(id[:])
+	if host, port, err := net.SplitHostPort(cfg.Brokers[0]); err == nil {
+		t.addrHost = host
+		t.addrPort, _ = strconv.Atoi(port)
+	} else {
+		t.addrHost = cfg.Brokers[0]
+	}
+	limit := cfg.MaxBufferedRecords
+	if limit <= 0 {
+		limit = defaultMaxBuffered
+	}
+	t.room = make(chan struct{}, limit)
+
+	t.base = []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ClientID(cfg.ClientID),
+		kgo.WithLogger(kgoLogger{h.Logger}),
+	}
+	if cfg.TLS != nil {
+		t.base = append(t.base, kgo.DialTLSConfig(cfg.TLS.Clone()))
+	}
+	if cfg.SASL != nil {
+		t.base = append(t.base, kgo.SASL(cfg.SASL))
+	}
+	if h.MeterProvider != nil {
+		// Broker-level client counters (connects, bytes, batches). kotel's
+		// Tracer is deliberately not used: the bus makes its own spans.
+		k := kotel.NewKotel(kotel.WithMeter(kotel.NewMeter(kotel.MeterProvider(h.MeterProvider))))
+		t.base = append(t.base, kgo.WithHooks(k.Hooks()...))
+	}
+	t.base = append(t.base, cfg.ClientOptions...)
+
+	popts := append([]kgo.Opt(nil), t.base...)
+	popts = append(popts,
+		kgo.ProducerLinger(cfg.Linger),
+		// One above room's bound: franz-go calls a record's promise, which
+		// frees room, just before it forgets the record, so its own bound
+		// is never what a publisher waits for.
+		kgo.MaxBufferedRecords(limit+1),
+	)
+	popts = append(popts, cfg.ProducerOptions...)
+	prod, err := kgo.NewClient(popts...)
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.ConsumerOptions) > 0 {
+		// Validate the consumers' options now rather than at the first
+		// On. Without topics to consume, the client joins nothing.
+		check, err := kgo.NewClient(append(append([]kgo.Opt(nil), t.base...),
+			append([]kgo.Opt{kgo.ConsumerGroup("eventstream-options-check"), kgo.DisableAutoCommit()}, cfg.ConsumerOptions...)...)...)
+		if err != nil {
+			prod.Close()
+			return nil, fmt.Errorf("consumer options: %w", err)
+		}
+		check.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
+	defer cancel()
+	if err := prod.Ping(ctx); err != nil {
+		prod.Close()
+		op := "connect to " + fmt.Sprint(cfg.Brokers)
+		switch {
+		case cfg.SASL != nil && cfg.TLS != nil:
+			op += " with TLS and SASL " + cfg.SASL.Name() + " (check both)"
+		case cfg.SASL != nil:
+			op += " with SASL " + cfg.SASL.Name() + " (check the mechanism and credentials)"
+		case cfg.TLS != nil:
+			op += " with TLS"
+		}
+		return nil, &Error{Op: op, Err: err}
+	}
+	t.prod = prod
+	t.adm = kadm.NewClient(prod)
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	return t, nil
+}
+
+// System implements transport.Transport.
+func (t *Transport) System() string { return telemetry.SystemKafka }
+
+// ServerAddress implements transport.ServerAddresser: the first seed broker.
+func (t *Transport) ServerAddress() (string, int) { return t.addrHost, t.addrPort }
+
+// PrivateGroup implements transport.GroupNamer: unique to the subscription
+// and to this process, so that two processes never share it.
+func (t *Transport) PrivateGroup(topic, id string) string {
+	return topic + "." + t.instance + "." + id
+}
+
+// Publish implements transport.Transport: one record, acknowledged by the
+// broker before it returns, or handed to the producer when o.Done is set.
+//
+// The caller's ctx bounds only the caller's waits (topic setup, room in
+// the producer's buffer, the acknowledgement). The record itself is
+// produced under a context that is never cancelled: franz-go fails every
+// record buffered for a partition, and the producer ID's initialization,
+// when the context of the first one ends, so a cancelled Emit would fail
+// others' records with it.
+func (t *Transport) Publish(ctx context.Context, e *event.Event, o transport.PublishOptions) error {
+	if t.refuses(o) {
+		return transport.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return &Error{Op: "produce", Topic: e.Topic, Err: err}
+	}
+	if err := t.ensureTopic(ctx, e.Topic); err != nil {
+		return err
+	}
+	rec, err := encode(e, t.cfg.Source)
+	if err != nil {
+		var ee *encodeError
+		if errors.As(err, &ee) && t.cfg.EncodeError != nil {
+			return t.cfg.EncodeError(ee.typ, ee.err)
+		}
+		return err
+	}
+	if err := t.reserve(ctx); err != nil {
+		return &Error{Op: "produce", Topic: e.Topic, Err: fmt.Errorf(
+			"%w while the producer held MaxBufferedRecords unacknowledged records", err)}
+	}
+	pctx := context.WithoutCancel(ctx) // values (trace context) stay for hooks
+
+	if done := o.Done; done != nil {
+		return t.produce(pctx, rec, o, func(r *kgo.Record, err error) {
+			if err != nil {
+				err = &Error{Op: "produce", Topic: r.Topic, Err: err}
+				t.host.Logger.LogAttrs(pctx, slog.LevelWarn, "eventstream: asynchronous emit failed",
+					slog.String("topic", r.Topic), slog.String("event_id", e.ID), slog.String("error", err.Error()))
+			}
+			done(err)
+		})
+	}
+	acked := make(chan error, 1)
+	if err := t.produce(pctx, rec, o, func(_ *kgo.Record, err error) { acked <- err }); err != nil {
+		return err
+	}
+	select {
+	case err := <-acked:
+		if err != nil {
+			return &Error{Op: "produce", Topic: e.Topic, Err: err}
+		}
+	case <-ctx.Done():
+		return &Error{Op: "produce", Topic: e.Topic, Err: fmt.Errorf(
+			"%w before the broker acknowledged (the record may still be written)", ctx.Err())}
+	}
+	e.Record = &event.Record{Partition: rec.Partition, Offset: rec.Offset}
+	return nil
+}
+
+// refuses reports whether Publish is refused: from Drain on, except for
+// dead letters and events emitted by handlers (Overflow), which Drain's
+// own handlers write until Close.
+func (t *Transport) refuses(o transport.PublishOptions) bool {
+	return t.closed.Load() || t.draining.Load() && !o.Overflow
+}
+
+// produce hands rec to the producer unless Close has begun; promise runs
+// once the broker answered.
+func (t *Transport) produce(ctx context.Context, rec *kgo.Record, o transport.PublishOptions, promise func(*kgo.Record, error)) error {
+	t.pubMu.RLock()
+	defer t.pubMu.RUnlock()
+	if t.refuses(o) {
+		<-t.room
+		return transport.ErrClosed
+	}
+	t.prod.Produce(ctx, rec, func(r *kgo.Record, err error) {
+		<-t.room
+		promise(r, err)
+	})
+	return nil
+}
+
+// reserve takes room for one record, waiting while the producer holds
+// MaxBufferedRecords unacknowledged ones, until ctx is done.
+func (t *Transport) reserve(ctx context.Context) error {
+	select {
+	case t.room <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case t.room <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ensureTopic makes sure topic exists, creating it unless that is disabled.
+// Concurrent callers for one topic share one attempt, which runs on its own
+// (bounded) context so that a caller that gives up does not fail the
+// others; a failure is not remembered, so a later call tries again.
+func (t *Transport) ensureTopic(ctx context.Context, topic string) error {
+	if _, ok := t.topics.Load(topic); ok {
+		return nil
+	}
+	t.topicsMu.Lock()
+	call, running := t.creating[topic]
+	if !running {
+		call = &topicCall{done: make(chan struct{})}
+		t.creating[topic] = call
+		t.bg.Add(1)
+		go func() {
+			defer t.bg.Done()
+			sctx, cancel := context.WithTimeout(t.ctx, topicSetupTimeout)
+			call.err = t.setupTopic(sctx, topic)
+			cancel()
+			if call.err == nil {
+				t.topics.Store(topic, struct{}{})
+			}
+			t.topicsMu.Lock()
+			delete(t.creating, topic)
+			t.topicsMu.Unlock()
+			close(call.done)
+		}()
+	}
+	t.topicsMu.Unlock()
+	select {
+	case <-call.done:
+		return call.err
+	case <-ctx.Done():
+		return &Error{Op: "set up topic", Topic: topic, Err: ctx.Err()}
+	}
+}
+
+func (t *Transport) setupTopic(ctx context.Context, topic string) error {
+	if t.cfg.DisableTopicCreation {
+		if err := t.topicExists(ctx, topic); err != nil {
+			return &Error{Op: "look up topic", Topic: topic, Err: fmt.Errorf(
+				"%w (topic creation is disabled: create the topic, or unset KafkaConfig.DisableTopicCreation)", err)}
+		}
+		return nil
+	}
+	// Create first and look up only on failure: a lookup of a missing
+	// topic would leave franz-go's metadata cache believing it missing.
+	partitions, rf := t.cfg.Partitions, t.cfg.ReplicationFactor
+	if partitions == 0 {
+		partitions = -1
+	}
+	if rf == 0 {
+		rf = -1
+	}
+	var configs map[string]*string
+	if len(t.cfg.TopicConfigs) > 0 {
+		configs = make(map[string]*string, len(t.cfg.TopicConfigs))
+		for k, v := range t.cfg.TopicConfigs {
+			configs[k] = kadm.StringPtr(v)
+		}
+	}
+	resp, err := t.adm.CreateTopic(ctx, partitions, rf, configs, topic)
+	switch {
+	case err == nil:
+	case errors.Is(err, kerr.TopicAlreadyExists):
+		return nil
+	default:
+		// Perhaps the topic exists and we may only not create topics.
+		if t.topicExists(ctx, topic) == nil {
+			return nil
+		}
+		if resp.ErrMessage != "" {
+			err = fmt.Errorf("%w: %s", err, resp.ErrMessage)
+		}
+		return &Error{Op: "create missing topic", Topic: topic, Err: err}
+	}
+	// Wait until metadata shows the new topic's partitions, so that the
+	// first record or offset lookup does not race the creation.
+	for {
+		if t.topicExists(ctx, topic) == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return &Error{Op: "create missing topic", Topic: topic, Err: ctx.Err()}
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// topicExists asks a broker directly (kadm's lookups are cached, and a
+// topic created a moment ago would stay missing for seconds).
+func (t *Transport) topicExists(ctx context.Context, topic string) error {
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, t.prod)
+	if err != nil {
+		return err
+	}
+	for _, rt := range resp.Topics {
+		if rt.Topic == nil || *rt.Topic != topic {
+			continue
+		}
+		if err := kerr.ErrorForCode(rt.ErrorCode); err != nil {
+			return err
+		}
+		if len(rt.Partitions) == 0 {
+			return kerr.UnknownTopicOrPartition
+		}
+		return nil
+	}
+	return kerr.UnknownTopicOrPartition
+}
+
+// Subscribe implements transport.Transport: it joins the subscription's
+// group and returns once the member has its first assignment and the
+// starting positions of a new group are committed.
+func (t *Transport) Subscribe(s *transport.Sub) error {
+	if t.closed.Load() {
+		return transport.ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(t.host.BaseCtx, t.cfg.JoinTimeout)
+	defer cancel()
+	if err := t.ensureTopic(ctx, s.Topic); err != nil {
+		return err
+	}
+	c, err := newConsumer(t, s)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-c.ready:
+	case err := <-c.joinErr:
+		c.stop(0)
+		return &Error{Op: "join consumer group " + strconv.Quote(s.Group), Topic: s.Topic, Err: err}
+	case <-ctx.Done():
+		c.stop(0)
+		return &Error{Op: "join consumer group " + strconv.Quote(s.Group), Topic: s.Topic,
+			Err: fmt.Errorf("no assignment within %v: %w", t.cfg.JoinTimeout, ctx.Err())}
+	}
+	t.mu.Lock()
+	if t.closed.Load() {
+		t.mu.Unlock()
+		c.stop(0)
+		return transport.ErrClosed
+	}
+	t.consumers[s] = c
+	t.mu.Unlock()
+	return nil
+}
+
+// Unsubscribe implements transport.Transport: the member stops fetching;
+// the records it fetched are handled within the host's ShutdownTimeout
+// (those that have not started by then stay uncommitted, for the group's
+// other members); it waits for the handlers in flight, however long they
+// take, commits and leaves its group. Called from a handler, it returns
+// once the other handlers in flight are done, and the member leaves the
+// group once the calling handler returned too, so that its event is
+// committed.
+func (t *Transport) Unsubscribe(s *transport.Sub) error {
+	inHandler := lanes.InHandler()
+	t.mu.Lock()
+	c := t.consumers[s]
+	delete(t.consumers, s)
+	if c != nil {
+		t.bg.Add(1) // under mu: Close waits for it once it took the map
+	}
+	t.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	if inHandler {
+		c.stopFetching()
+		c.abandonQueued()
+		c.waitOthers()
+		go func() {
+			defer t.bg.Done()
+			c.waitHandlers(-1)
+			c.leave()
+		}()
+		return nil
+	}
+	defer t.bg.Done()
+	c.stopFetching()
+	c.waitQueued(t.host.ShutdownTimeout)
+	c.abandonQueued()
+	c.waitHandlers(-1)
+	c.leave()
+	return nil
+}
+
+// Drain implements transport.Transport. The events accepted on Kafka are
+// the records in the subscribed topics when Drain began: each member
+// consumes its partitions up to those end offsets, and no further, and
+// waits until their handlers finished.
+func (t *Transport) Drain(ctx context.Context) int {
+	t.draining.Store(true)
+	t.mu.Lock()
+	cs := make([]*consumer, 0, len(t.consumers))
+	topicSet := map[string]bool{}
+	for _, c := range t.consumers {
+		cs = append(cs, c)
+		topicSet[c.sub.Topic] = true
+	}
+	t.mu.Unlock()
+	if len(cs) == 0 {
+		return 0
+	}
+	topics := make([]string, 0, len(topicSet))
+	for topic := range topicSet {
+		topics = append(topics, topic)
+	}
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ends, err := t.adm.ListEndOffsets(lctx, topics...)
+	cancel()
+	if err != nil {
+		t.host.Logger.Warn("eventstream: close: listing end offsets failed; draining what was fetched", "error", err)
+	}
+	for _, c := range cs {
+		c.setDrainEnds(ends)
+	}
+	return lanes.PollUntil(ctx, 2*time.Millisecond, func() int {
+		pending := 0
+		for _, c := range cs {
+			pending += c.pending()
+		}
+		return pending
+	})
+}
+
+// Close implements transport.Transport: members stop, commit and leave
+// their groups (handlers still running when ctx is done are left behind,
+// their events uncommitted), then the producer flushes and closes.
+func (t *Transport) Close(ctx context.Context) error {
+	t.closeOnce.Do(func() { t.closeErr = t.close(ctx) })
+	return t.closeErr
+}
+
+func (t *Transport) close(ctx context.Context) error {
+	t.draining.Store(true)
+	t.pubMu.Lock()
+	t.closed.Store(true)
+	t.pubMu.Unlock()
+	t.mu.Lock()
+	cs := t.consumers
+	t.consumers = map[*transport.Sub]*consumer{}
+	t.mu.Unlock()
+	wait := max(time.Until(deadlineOf(ctx)), 0)
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Go(func() {
+			// Drain has run: what is still queued arrived after Close
+			// began, or is stuck; it is left for the group's next member.
+			c.stop(wait)
+		})
+	}
+	wg.Wait()
+	t.cancel() // topic setups, and members that left from a handler
+	t.bg.Wait()
+
+	fctx, cancel := context.WithTimeout(context.Background(), clientOpTimeout)
+	defer cancel()
+	var err error
+	if ferr := t.prod.Flush(fctx); ferr != nil {
+		err = &Error{Op: "flush producer", Err: ferr}
+	}
+	t.prod.Close()
+	return err
+}
+
+func deadlineOf(ctx context.Context) time.Time {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return time.Now().Add(clientOpTimeout)
+	}
+	return d
+}
+
+// QueueDepth implements transport.QueueDepther: the records fetched for s
+// and not yet handled.
+func (t *Transport) QueueDepth(s *transport.Sub) int64 {
+	t.mu.Lock()
+	c := t.consumers[s]
+	t.mu.Unlock()
+	if c == nil {
+		return 0
+	}
+	return c.queued()
+}
+
+// ReportLag implements transport.LagReporter: per member and partition,
+// the high watermark of the last fetch minus the group's committed offset.
+func (t *Transport) ReportLag(observe func(topic, group string, partition int32, lag int64)) {
+	t.mu.Lock()
+	cs := make([]*consumer, 0, len(t.consumers))
+	for _, c := range t.consumers {
+		cs = append(cs, c)
+	}
+	t.mu.Unlock()
+	for _, c := range cs {
+		for _, ps := range c.owned() {
+			hwm, committed := ps.hwm.Load(), ps.committed.Load()
+			if hwm < 0 || committed < 0 {
+				continue
+			}
+			observe(c.sub.Topic, c.sub.Group, ps.partition, max(hwm-committed, 0))
+		}
+	}
+}
+
+// kgoLogger sends franz-go's own logs, warnings and up (info and up when the
+// logger is at debug), to the bus's logger.
+type kgoLogger struct{ l *slog.Logger }
+
+func (k kgoLogger) Level() kgo.LogLevel {
+	if k.l.Enabled(context.Background(), slog.LevelDebug) {
+		return kgo.LogLevelInfo
+	}
+	return kgo.LogLevelWarn
+}
+
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	l := slog.LevelDebug
+	switch level {
+	case kgo.LogLevelError:
+		l = slog.LevelError
+	case kgo.LogLevelWarn:
+		l = slog.LevelWarn
+	case kgo.LogLevelInfo:
+		l = slog.LevelDebug // franz-go's info is chatty: group sessions, metadata
+	}
+	k.l.Log(context.Background(), l, "eventstream: kafka client: "+msg, keyvals...)
+}
