@@ -1,14 +1,20 @@
 package eventstream
 
 import (
-		"crypto/tls"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
 	"log/slog"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"libx.net/eventstream/internal/kafka"
 	"libx.net/eventstream/internal/transport"
 )
 
@@ -30,7 +36,7 @@ func DefaultDistributedConfig(brokers []string) *Config {
 // consumer group. Zero fields take the defaults documented on them.
 //
 // Record format: the value is the JSON of Data; the key is the partition key
-// (ContextWithKey); the headers are the event's headers — W3C trace context
+// (WithKey); the headers are the event's headers — W3C trace context
 // (traceparent, tracestate, baggage, as franz-go's kotel writes them) and
 // user headers — plus the CloudEvents Kafka binary-mode attributes
 // ce_specversion, ce_id, ce_source, ce_type (the topic, unless a ce_type
@@ -44,7 +50,10 @@ func DefaultDistributedConfig(brokers []string) *Config {
 // delivered, and Event.Unmarshal reports the decode error). Event.ID is
 // ce_id, else "<topic>-<partition>-<offset>", stable across re-deliveries;
 // Event.Time is ce_time, else the record's timestamp; Event.Key is the
-// record key; Event.Record is its partition and offset. Every header is in
+// record key; Event.Record is its partition and offset. ID, Key and the
+// header values are copies a handler may keep; Raw is the record's own
+// memory (with the rest of its fetch), so copy the bytes to keep them
+// beyond the handler. Every header is in
 // Event.Headers except those the event carries in its own fields or that
 // hold the value the bus writes anyway (ce_id, ce_time, ce_specversion
 // "1.0", content-type "application/json", ce_type equal to the topic).
@@ -54,7 +63,11 @@ func DefaultDistributedConfig(brokers []string) *Config {
 // crash or a lost member re-delivers what was handled but not committed,
 // a clean Close re-delivers nothing that was handled (Off, with
 // concurrency above 1, may hand the group's other members a few events
-// finished after one it left unstarted). Order is kept
+// finished after one it left unstarted). A dead-letter write that fails
+// (a missing dead-letter topic with DisableTopicCreation, a record the
+// broker refuses) is retried with backoff while the event's partition
+// waits; if Close comes first, the event stays uncommitted and the group's
+// next member gets it again. Order is kept
 // per partition; events with the same key share a partition, and with
 // WithConcurrency(n) a key's events still run one at a time, in order.
 //
@@ -64,10 +77,11 @@ func DefaultDistributedConfig(brokers []string) *Config {
 // began, finishes those events' handlers (within Config.ShutdownTimeout),
 // commits, leaves the groups and flushes the producer.
 //
-// Handlers run on the ants pool sized by Config.Pool; Config.Memory's
-// BufferSize bounds, per unit of a subscription's concurrency, the fetched
-// records waiting for a handler (fetching pauses while they wait), and its
-// history and metrics switches work as in memory mode.
+// Handlers run on the bus's one pool, sized by Config.Pool and shared
+// fairly with every other subscription; Config.Memory's BufferSize bounds,
+// per unit of a subscription's concurrency, the fetched records queued or
+// in hand (that subscription's fetching pauses while its queue is full,
+// no other's), and its history and metrics switches work as in memory mode.
 type KafkaConfig struct {
 	// Brokers are the seed brokers, "host:port". Required.
 	Brokers []string
@@ -185,8 +199,9 @@ const (
 	SASLScramSHA512 = "SCRAM-SHA-512"
 )
 
-// SASLConfig authenticates the bus to the brokers. Its String and LogValue
-// hide the password, so the config may be logged.
+// SASLConfig authenticates the bus to the brokers. Its String, GoString,
+// LogValue and MarshalJSON hide the password, so the config may be printed,
+// logged (alone or nested in a Config, with any slog handler) or encoded.
 type SASLConfig struct {
 	// Mechanism is SASLPlain, SASLScramSHA256 or SASLScramSHA512.
 	Mechanism string
@@ -206,6 +221,14 @@ func (s SASLConfig) GoString() string { return s.String() }
 func (s SASLConfig) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("mechanism", s.Mechanism), slog.String("username", s.Username),
 		slog.String("password", "[REDACTED]"))
+}
+
+// MarshalJSON implements json.Marshaler without the password: slog's JSON
+// handler encodes a Config logged as a whole this way, not through LogValue.
+// The password reads "[REDACTED]", so an encoded config cannot
+// authenticate when decoded again.
+func (s SASLConfig) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct{ Mechanism, Username, Password string }{s.Mechanism, s.Username, "[REDACTED]"})
 }
 
 // Defaults of KafkaConfig, in one place.
@@ -329,3 +352,82 @@ func newDistributed(cfg Config, o options) (EventBus, error) {
 	return b, nil
 }
 
+// newKafkaTransport builds the franz-go transport from a normalized
+// KafkaConfig.
+func newKafkaTransport(h transport.Host, kc KafkaConfig) (transport.Transport, error) {
+	linger := kc.Linger
+	if kc.LowLatency {
+		linger = 0
+	}
+	cfg := kafka.Config{
+		Brokers:              kc.Brokers,
+		ClientID:             kc.ClientID,
+		Source:               kc.Source,
+		DisableTopicCreation: kc.DisableTopicCreation,
+		Partitions:           kc.Partitions,
+		ReplicationFactor:    kc.ReplicationFactor,
+		TopicConfigs:         kc.TopicConfigs,
+		Earliest:             kc.InitialOffset == InitialOffsetEarliest,
+		CommitInterval:       kc.CommitInterval,
+		SessionTimeout:       kc.SessionTimeout,
+		HeartbeatInterval:    kc.HeartbeatInterval,
+		JoinTimeout:          kc.JoinTimeout,
+		FetchMaxWait:         kc.FetchMaxWait,
+		Linger:               linger,
+		MaxBufferedRecords:   kc.MaxBufferedRecords,
+		TLS:                  kc.TLS,
+		ClientOptions:        kc.ClientOptions,
+		ProducerOptions:      kc.ProducerOptions,
+		ConsumerOptions:      kc.ConsumerOptions,
+		EncodeError: func(dataType string, err error) error {
+			return &EncodeError{Type: dataType, Err: err}
+		},
+	}
+	if kc.SASL != nil {
+		cfg.SASL = saslMechanism(*kc.SASL)
+	}
+	tr, err := kafka.New(h, cfg)
+	if err != nil {
+		var ke *KafkaError
+		if errors.As(err, &ke) {
+			return nil, err
+		}
+		// franz-go refused an option.
+		return nil, &ConfigError{Field: "Kafka", Reason: err.Error()}
+	}
+	return tr, nil
+}
+
+func saslMechanism(s SASLConfig) sasl.Mechanism {
+	switch s.Mechanism {
+	case SASLScramSHA256:
+		return scram.Auth{User: s.Username, Pass: s.Password}.AsSha256Mechanism()
+	case SASLScramSHA512:
+		return scram.Auth{User: s.Username, Pass: s.Password}.AsSha512Mechanism()
+	default:
+		return plain.Auth{User: s.Username, Pass: s.Password}.AsMechanism()
+	}
+}
+
+// KafkaError reports a Kafka operation that failed: what was attempted
+// (Op), the topic, and the client's or broker's error (Err), which
+// errors.Is and errors.As reach (franz-go's kerr errors, context errors)
+// beside ErrKafka.
+type KafkaError = kafka.Error
+
+// DecodeError says why a record's value could not be read as JSON. With
+// KafkaConfig.NonJSON set to NonJSONDeadLetter, it is the reason given on
+// the dead letter.
+type DecodeError = kafka.DecodeError
+
+// CloudEvents Kafka protocol binding, binary content mode: attributes are
+// record headers prefixed "ce_", the data is the record value, and its media
+// type is the content-type header.
+const (
+	HeaderCloudEventsSpecVersion = kafka.HeaderCloudEventsSpecVersion
+	HeaderCloudEventsID          = kafka.HeaderCloudEventsID
+	HeaderCloudEventsSource      = kafka.HeaderCloudEventsSource
+	HeaderCloudEventsType        = kafka.HeaderCloudEventsType
+	HeaderCloudEventsTime        = kafka.HeaderCloudEventsTime
+	HeaderContentType            = kafka.HeaderContentType
+)

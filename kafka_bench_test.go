@@ -1,7 +1,3 @@
-//go:build kafkamove
-
-// Excluded while the Kafka transport moves to internal/kafka; this file is deleted when it lands.
-
 package eventstream_test
 
 import (
@@ -128,15 +124,16 @@ func benchKafkaBus(b *testing.B, opts ...eventstream.Option) {
 		b.Fatal(err)
 	}
 	var failed atomic.Int64
-	ctx := eventstream.ContextWithAsyncEmit(context.Background(), func(err error) {
+	async := eventstream.WithAsync(func(err error) {
 		if err != nil {
 			failed.Add(1)
 		}
 	})
+	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := bus.Emit(ctx, topic, map[string]int{"n": i}); err != nil {
+		if err := bus.Emit(ctx, topic, map[string]int{"n": i}, async); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -193,7 +190,7 @@ func BenchmarkKafkaBusInstrumented(b *testing.B) {
 // with KafkaConfig.LowLatency, reporting p50 and p99 (target p99 ≤ 2ms on
 // kfake), with synchronous Emits (each waits for the broker's
 // acknowledgement, one after another) and asynchronous ones
-// (ContextWithAsyncEmit). Run with -benchtime 10000x (two seconds of
+// (WithAsync). Run with -benchtime 10000x (two seconds of
 // traffic); BenchmarkKafkaRawFranzLatency is the baseline.
 func BenchmarkKafkaLatency(b *testing.B) {
 	for _, tc := range []struct {
@@ -308,16 +305,17 @@ func benchLatency(b *testing.B, rate int, async bool, opts ...eventstream.Option
 		b.Fatal(err)
 	}
 	ctx := context.Background()
+	var emitOpts []eventstream.EmitOption
 	if async {
-		ctx = eventstream.ContextWithAsyncEmit(ctx, func(err error) {
+		emitOpts = append(emitOpts, eventstream.WithAsync(func(err error) {
 			if err != nil {
 				b.Error(err)
 			}
-		})
+		}))
 	}
 	b.ResetTimer()
 	start := paced(b, rate, func() error {
-		return bus.Emit(ctx, topic, map[string]int64{"t": time.Now().UnixNano()})
+		return bus.Emit(ctx, topic, map[string]int64{"t": time.Now().UnixNano()}, emitOpts...)
 	})
 	<-done
 	b.StopTimer()

@@ -1,7 +1,3 @@
-//go:build kafkamove
-
-// Excluded while the Kafka transport moves to internal/kafka; this file is deleted when it lands.
-
 package eventstream_test
 
 import (
@@ -123,9 +119,8 @@ func TestKafkaRecordFormat(t *testing.T) {
 	b := newKafkaBus(t, brokers, func(c *eventstream.Config) { c.Kafka.Source = "/orders" },
 		eventstream.WithTracerProvider(tp))
 	topic := eventstreamtest.Topic(t)
-	ctx := eventstream.ContextWithKey(context.Background(), "order-7")
-	ctx = eventstream.ContextWithHeaders(ctx, map[string]string{"tenant": "acme"})
-	if err := b.Emit(ctx, topic, map[string]any{"order_id": 7, "total": 12.5}); err != nil {
+	if err := b.Emit(context.Background(), topic, map[string]any{"order_id": 7, "total": 12.5},
+		eventstream.WithKey("order-7"), eventstream.WithHeaders(map[string]string{"tenant": "acme"})); err != nil {
 		t.Fatal(err)
 	}
 	cl := rawClient(t, brokers, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
@@ -358,7 +353,7 @@ func testTwoServicesOneTrace(t *testing.T, brokers []string) {
 		t.Fatal(err)
 	}
 	parentCtx, parent := orders.tp.Tracer("orders").Start(context.Background(), "POST /orders")
-	if err := orders.bus.Emit(eventstream.ContextWithKey(parentCtx, "order-1"), topic, map[string]any{"order": 1}); err != nil {
+	if err := orders.bus.Emit(parentCtx, topic, map[string]any{"order": 1}, eventstream.WithKey("order-1")); err != nil {
 		t.Fatal(err)
 	}
 	parent.End()
@@ -478,7 +473,7 @@ func TestKafkaAsyncEmit(t *testing.T) {
 	var mu sync.Mutex
 	var errs []error
 	wg.Add(n)
-	ctx := eventstream.ContextWithAsyncEmit(context.Background(), func(err error) {
+	async := eventstream.WithAsync(func(err error) {
 		if err != nil {
 			mu.Lock()
 			errs = append(errs, err)
@@ -487,7 +482,7 @@ func TestKafkaAsyncEmit(t *testing.T) {
 		wg.Done()
 	})
 	for i := 0; i < n; i++ {
-		if err := b.Emit(ctx, topic, i); err != nil {
+		if err := b.Emit(context.Background(), topic, i, async); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -498,7 +493,7 @@ func TestKafkaAsyncEmit(t *testing.T) {
 	got.wait(t, n)
 }
 
-// Memory mode honours ContextWithAsyncEmit too.
+// Memory mode honours WithAsync too.
 func TestMemoryAsyncEmitCallsDone(t *testing.T) {
 	b, err := eventstream.New(eventstream.DefaultConfig(), eventstream.WithoutTelemetry())
 	if err != nil {
@@ -506,12 +501,12 @@ func TestMemoryAsyncEmitCallsDone(t *testing.T) {
 	}
 	defer b.Close()
 	called := 0
-	ctx := eventstream.ContextWithAsyncEmit(context.Background(), func(err error) {
+	async := eventstream.WithAsync(func(err error) {
 		if err == nil {
 			called++
 		}
 	})
-	if err := b.Emit(ctx, "t", 1); err != nil {
+	if err := b.Emit(context.Background(), "t", 1, async); err != nil {
 		t.Fatal(err)
 	}
 	if called != 1 {

@@ -1,7 +1,3 @@
-//go:build kafkamove
-
-// Excluded while the Kafka transport moves to internal/kafka; this file is deleted when it lands.
-
 package eventstream_test
 
 import (
@@ -210,9 +206,8 @@ func testConsumerKilled(t *testing.T, brokers []string) {
 	emitDone := make(chan error, 1)
 	go func() {
 		for i := 0; i < total; i++ {
-			ctx := eventstream.ContextWithKey(context.Background(), "key-"+strconv.Itoa(i%64))
 			var id string
-			if err := emitWithID(parent, ctx, topic, i, &id); err != nil {
+			if err := emitWithID(parent, context.Background(), topic, i, &id, eventstream.WithKey("key-"+strconv.Itoa(i%64))); err != nil {
 				emitDone <- err
 				return
 			}
@@ -253,9 +248,9 @@ func testConsumerKilled(t *testing.T, brokers []string) {
 
 // emitWithID emits and returns the id the bus gave the event; the bus must
 // have been built with WithEmitMiddleware(captureIDs).
-func emitWithID(b eventstream.EventBus, ctx context.Context, topic string, data any, id *string) error {
+func emitWithID(b eventstream.EventBus, ctx context.Context, topic string, data any, id *string, opts ...eventstream.EmitOption) error {
 	c := &idCapture{}
-	if err := b.Emit(context.WithValue(ctx, idCaptureKey{}, c), topic, data); err != nil {
+	if err := b.Emit(context.WithValue(ctx, idCaptureKey{}, c), topic, data, opts...); err != nil {
 		return err
 	}
 	*id = c.id

@@ -1,7 +1,3 @@
-//go:build kafkamove
-
-// Excluded while the Kafka transport moves to internal/kafka; this file is deleted when it lands.
-
 package eventstream_test
 
 import (
@@ -36,8 +32,7 @@ func TestKafkaCleanShutdownNoRedelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 300; i++ {
-		ctx := eventstream.ContextWithKey(context.Background(), "k"+itoa(int64(i%7)))
-		if err := b1.Emit(ctx, topic, i); err != nil {
+		if err := b1.Emit(context.Background(), topic, i, eventstream.WithKey("k"+itoa(int64(i%7)))); err != nil {
 			t.Fatal(err)
 		}
 	}

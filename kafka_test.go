@@ -1,7 +1,3 @@
-//go:build kafkamove
-
-// Excluded while the Kafka transport moves to internal/kafka; this file is deleted when it lands.
-
 package eventstream_test
 
 import (

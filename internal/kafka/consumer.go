@@ -622,8 +622,14 @@ func (c *consumer) waitHandlers(d time.Duration) {
 		cut = timer.C
 	}
 	for _, l := range c.lanes {
+		idle := l.Idle()
 		select {
-		case <-l.Idle():
+		case <-idle:
+			continue // first, as select picks among ready cases at random
+		default:
+		}
+		select {
+		case <-idle:
 			continue
 		case <-cut:
 		case <-c.t.ctx.Done():
