@@ -9,8 +9,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -177,5 +179,52 @@ func TestKafkaCredentialsNotLeaked(t *testing.T) {
 func slogText(v any) string {
 	var buf bytes.Buffer
 	slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "v", v)
+	return buf.String()
+}
+
+// The SASL password appears in no encoding of the config, alone or nested
+// in a Config: encoding/json, fmt's verbs, and slog's JSON and text handlers
+// (which encode a nested struct with encoding/json and fmt, not LogValue).
+func TestSASLPasswordRedacted(t *testing.T) {
+	const secret = "s3cret-Passw0rd"
+	cfg := eventstream.DefaultDistributedConfig([]string{"broker:9092"})
+	cfg.Kafka.SASL = &eventstream.SASLConfig{Mechanism: eventstream.SASLScramSHA256, Username: "svc", Password: secret}
+	sasl := *cfg.Kafka.SASL
+
+	encodings := map[string]func() (string, error){
+		"json.Marshal(config)":    func() (string, error) { b, err := json.Marshal(cfg); return string(b), err },
+		"json.Marshal(kafka)":     func() (string, error) { b, err := json.Marshal(cfg.Kafka); return string(b), err },
+		"json.Marshal(sasl)":      func() (string, error) { b, err := json.Marshal(sasl); return string(b), err },
+		"json.Marshal(*sasl)":     func() (string, error) { b, err := json.Marshal(cfg.Kafka.SASL); return string(b), err },
+		"%v":                      func() (string, error) { return fmt.Sprintf("%v %v %v %v", cfg, *cfg, *cfg.Kafka, sasl), nil },
+		"%+v":                     func() (string, error) { return fmt.Sprintf("%+v %+v %+v %+v", cfg, *cfg, *cfg.Kafka, sasl), nil },
+		"%#v":                     func() (string, error) { return fmt.Sprintf("%#v %#v %#v %#v", cfg, *cfg, *cfg.Kafka, sasl), nil },
+		"%s":                      func() (string, error) { return fmt.Sprintf("%s", sasl), nil },
+		"slog JSON, nested":       func() (string, error) { return slogWith(slog.NewJSONHandler, "config", cfg), nil },
+		"slog JSON, kafka":        func() (string, error) { return slogWith(slog.NewJSONHandler, "kafka", *cfg.Kafka), nil },
+		"slog JSON, sasl":         func() (string, error) { return slogWith(slog.NewJSONHandler, "sasl", sasl), nil },
+		"slog text, nested":       func() (string, error) { return slogWith(slog.NewTextHandler, "config", cfg), nil },
+		"slog text, config value": func() (string, error) { return slogWith(slog.NewTextHandler, "config", *cfg), nil },
+		"slog text, kafka":        func() (string, error) { return slogWith(slog.NewTextHandler, "kafka", *cfg.Kafka), nil },
+		"slog text, sasl":         func() (string, error) { return slogWith(slog.NewTextHandler, "sasl", cfg.Kafka.SASL), nil },
+	}
+	for name, encode := range encodings {
+		out, err := encode()
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if strings.Contains(out, secret) {
+			t.Errorf("%s shows the password:\n%s", name, out)
+		}
+		if !strings.Contains(out, "svc") && !strings.Contains(name, "nested") && !strings.Contains(name, "config") {
+			t.Errorf("%s lost the username too (redacting everything proves nothing):\n%s", name, out)
+		}
+	}
+}
+
+func slogWith[H slog.Handler](newHandler func(io.Writer, *slog.HandlerOptions) H, key string, v any) string {
+	var buf bytes.Buffer
+	slog.New(newHandler(&buf, nil)).Info("config", key, v)
 	return buf.String()
 }

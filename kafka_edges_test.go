@@ -1,0 +1,344 @@
+package eventstream_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"libx.net/eventstream"
+	"libx.net/eventstream/eventstreamtest"
+)
+
+// Regression tests of Kafka mode at its edges, through the public API.
+
+// quietKafkaBus is newKafkaBus logging nowhere: these tests provoke
+// failures on purpose.
+func quietKafkaBus(t *testing.T, brokers []string, tune func(*eventstream.Config), opts ...eventstream.Option) eventstream.EventBus {
+	t.Helper()
+	return newKafkaBus(t, brokers, tune, append([]eventstream.Option{eventstream.WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
+}
+
+// waitUntil polls cond until it holds, or fails the test after d.
+func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A dead letter the cluster will not take must not lose its event: with
+// topic creation disabled and no dead-letter topic, or a record too large
+// for the producer, the event stays uncommitted while the write is
+// retried, and after Close the group's next member gets it again.
+func TestKafkaDeadLetterWriteFailureKeepsEvent(t *testing.T) {
+	cases := []struct {
+		name  string
+		tune  func(*eventstream.Config)
+		setup func(t *testing.T, brokers []string, topic string)
+	}{{
+		name: "no dead-letter topic",
+		tune: func(c *eventstream.Config) { c.Kafka.DisableTopicCreation = true },
+		setup: func(t *testing.T, brokers []string, topic string) {
+			createTopic(t, brokers, topic, 1)
+			if err := rawClient(t, brokers).ProduceSync(context.Background(),
+				&kgo.Record{Topic: topic, Value: []byte(`{"order":1}`)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		},
+	}, {
+		name: "record too large for the dead-letter write",
+		setup: func(t *testing.T, brokers []string, topic string) {
+			const big = 2 << 20
+			cl := rawClient(t, brokers, kgo.ProducerBatchMaxBytes(4<<20))
+			if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), 1, -1,
+				map[string]*string{"max.message.bytes": kadm.StringPtr("8388608")}, topic); err != nil {
+				t.Fatal(err)
+			}
+			value := `"` + strings.Repeat("x", big) + `"`
+			if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Value: []byte(value)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			brokers := eventstreamtest.KafkaCluster(t)
+			topic := eventstreamtest.Topic(t)
+			group := eventstream.WithConsumerGroup("dlq-fails-" + topic)
+			tc.setup(t, brokers, topic)
+
+			first := quietKafkaBus(t, brokers, func(c *eventstream.Config) {
+				c.Kafka.InitialOffset = eventstream.InitialOffsetEarliest
+				c.ShutdownTimeout = time.Second
+				if tc.tune != nil {
+					tc.tune(c)
+				}
+			})
+			var attempts atomic.Int32
+			if _, err := first.On(topic, func(context.Context, *eventstream.Event) error {
+				attempts.Add(1)
+				return eventstream.Permanent(errors.New("cannot handle"))
+			}, group); err != nil {
+				t.Fatal(err)
+			}
+			waitUntil(t, "the handler ran", 20*time.Second, func() bool { return attempts.Load() > 0 })
+			time.Sleep(time.Second) // several commit intervals while the dead letter fails
+			_ = first.Close()       // the event is cut off: it is reported, not committed
+
+			second := quietKafkaBus(t, brokers, func(c *eventstream.Config) {
+				c.Kafka.InitialOffset = eventstream.InitialOffsetEarliest
+			})
+			got := newEvents()
+			if _, err := second.On(topic, got.handler, group); err != nil {
+				t.Fatal(err)
+			}
+			if e := got.wait(t, 1)[0]; e.Record.Offset != 0 {
+				t.Fatalf("the next member got offset %d, want the event whose dead letter failed", e.Record.Offset)
+			}
+		})
+	}
+}
+
+// With a pool of one worker, a busy subscription does not starve another:
+// an event on a quiet topic is handled within a second.
+func TestKafkaSmallPoolDoesNotStarve(t *testing.T) {
+	brokers := eventstreamtest.KafkaCluster(t)
+	b := quietKafkaBus(t, brokers, func(c *eventstream.Config) {
+		c.Pool.Size = 1
+		c.Memory.BufferSize = 64
+		c.ShutdownTimeout = time.Second
+	}, eventstream.WithoutTelemetry())
+	busy, quiet := eventstreamtest.Topic(t), eventstreamtest.Topic(t)
+	var busyHandled atomic.Int64
+	if _, err := b.On(busy, func(context.Context, *eventstream.Event) error {
+		time.Sleep(time.Millisecond)
+		busyHandled.Add(1)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 3000
+	for i := range n {
+		if err := b.Emit(context.Background(), busy, i, eventstream.WithAsync(nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "the busy topic is being handled", 20*time.Second, func() bool { return busyHandled.Load() >= 50 })
+	handled := make(chan time.Time, 1)
+	if _, err := b.On(quiet, func(context.Context, *eventstream.Event) error {
+		handled <- time.Now()
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := b.Emit(context.Background(), quiet, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case at := <-handled:
+		d := at.Sub(start)
+		if d > time.Second {
+			t.Fatalf("the quiet topic's event waited %v", d)
+		}
+		t.Logf("the quiet topic's event was handled after %v", d)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the quiet topic's event was not handled within 10s")
+	}
+	if busyHandled.Load() >= n {
+		t.Fatal("the busy topic was done first: the test proved nothing")
+	}
+}
+
+// Off from outside waits for the handler in flight, even past
+// ShutdownTimeout, and its event is committed: the group's next member
+// does not get it again.
+func TestKafkaOffWaitsForHandler(t *testing.T) {
+	brokers := eventstreamtest.KafkaCluster(t)
+	topic := eventstreamtest.Topic(t)
+	group := eventstream.WithConsumerGroup("off-waits-" + topic)
+	b := quietKafkaBus(t, brokers, func(c *eventstream.Config) { c.ShutdownTimeout = 100 * time.Millisecond })
+	started, release := make(chan struct{}), make(chan struct{})
+	sub, err := b.On(topic, func(context.Context, *eventstream.Event) error {
+		close(started)
+		<-release
+		return nil
+	}, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Emit(context.Background(), topic, "slow"); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	returned := make(chan error, 1)
+	go func() { returned <- b.Off(sub) }()
+	select {
+	case err := <-returned:
+		t.Fatalf("Off returned (%v) while its handler ran", err)
+	case <-time.After(500 * time.Millisecond): // five ShutdownTimeouts
+	}
+	close(release)
+	select {
+	case err := <-returned:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Off did not return after its handler did")
+	}
+
+	next := newEvents()
+	if _, err := b.On(topic, next.handler, group); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Emit(context.Background(), topic, "after"); err != nil {
+		t.Fatal(err)
+	}
+	if e := next.wait(t, 1)[0]; e.Data != "after" {
+		t.Fatalf("the next member got %v first: the handled event was not committed", e.Data)
+	}
+}
+
+// Off from the subscription's own handler returns once the other handler
+// in flight is done, and does not wait for the handler calling it.
+func TestKafkaOffFromOwnHandler(t *testing.T) {
+	brokers := eventstreamtest.KafkaCluster(t)
+	topic := eventstreamtest.Topic(t)
+	createTopic(t, brokers, topic, 1)
+	b := quietKafkaBus(t, brokers, nil)
+	var sub eventstream.Subscription
+	subSet := make(chan struct{})
+	otherStarted := make(chan struct{})
+	var otherDone atomic.Int64
+	type result struct {
+		err error
+		at  int64
+	}
+	off := make(chan result, 1)
+	s, err := b.On(topic, func(_ context.Context, e *eventstream.Event) error {
+		if e.Data == "other" {
+			close(otherStarted)
+			time.Sleep(300 * time.Millisecond)
+			otherDone.Store(time.Now().UnixNano())
+			return nil
+		}
+		<-otherStarted
+		<-subSet
+		err := b.Off(sub)
+		off <- result{err, time.Now().UnixNano()}
+		return nil
+	}, eventstream.WithConcurrency(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub = s
+	close(subSet)
+	// Keyless events of one partition alternate between the two lanes.
+	for _, v := range []string{"caller", "other"} {
+		if err := b.Emit(context.Background(), topic, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case r := <-off:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if done := otherDone.Load(); done == 0 || r.at < done {
+			t.Fatal("Off returned before the other handler in flight finished")
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Off from the subscription's own handler did not return")
+	}
+}
+
+// An Emit whose context is already cancelled fails alone, also as the
+// bus's very first produce; Emits whose contexts end while they wait for
+// the acknowledgement take no other Emit with them.
+func TestKafkaCancelledEmitFailsAlone(t *testing.T) {
+	brokers := eventstreamtest.KafkaCluster(t)
+	topic := eventstreamtest.Topic(t)
+	b := quietKafkaBus(t, brokers, nil)
+	got := newEvents()
+	if _, err := b.On(topic, got.handler); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := b.Emit(ctx, topic, "cancelled"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Emit with a cancelled context: %v", err)
+	}
+	if err := b.Emit(context.Background(), topic, "next"); err != nil {
+		t.Fatalf("Emit after a cancelled one: %v", err)
+	}
+	if e := got.wait(t, 1)[0]; e.Data != "next" {
+		t.Fatalf("got %v", e.Data)
+	}
+
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for i := range 200 {
+		wg.Go(func() {
+			if i%2 == 0 {
+				ctx, cancel := context.WithCancel(context.Background())
+				time.AfterFunc(time.Duration(i%7)*100*time.Microsecond, cancel)
+				_ = b.Emit(ctx, topic, i)
+				return
+			}
+			if err := b.Emit(context.Background(), topic, i); err != nil {
+				failed.Add(1)
+				t.Errorf("Emit %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		t.Fatalf("%d Emits with live contexts failed beside cancelled ones", n)
+	}
+}
+
+// A handler that ends its goroutine (t.FailNow does) does not wedge its
+// subscription: the event is dead-lettered and the next ones are handled.
+func TestKafkaGoexitInHandler(t *testing.T) {
+	brokers := eventstreamtest.KafkaCluster(t)
+	topic := eventstreamtest.Topic(t)
+	createTopic(t, brokers, topic, 1)
+	b := quietKafkaBus(t, brokers, func(c *eventstream.Config) { c.Pool.Size = 1 })
+	dlq, got := newEvents(), newEvents()
+	if _, err := b.On(topic+".dlq", dlq.handler); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.On(topic, func(ctx context.Context, e *eventstream.Event) error {
+		if e.Data == "exit" {
+			runtime.Goexit()
+		}
+		return got.handler(ctx, e)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"exit", "a", "b"} {
+		if err := b.Emit(context.Background(), topic, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if evs := got.wait(t, 2); evs[0].Data != "a" || evs[1].Data != "b" {
+		t.Fatalf("handled %v, %v", evs[0].Data, evs[1].Data)
+	}
+	if d := dlq.wait(t, 1)[0]; d.Data != "exit" {
+		t.Fatalf("dead letter %v", d.Data)
+	}
+}
