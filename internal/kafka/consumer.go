@@ -446,16 +446,23 @@ func (c *consumer) poll(cl *kgo.Client) {
 				return
 			}
 			ps.hwm.Store(fp.HighWatermark)
-			for _, r := range fp.Records {
-				if draining && r.Offset >= end {
-					return
+			recs := fp.Records
+			if draining {
+				n := 0
+				for n < len(recs) && recs[n].Offset < end {
+					n++
 				}
-				seq, ok := ps.track(r.Offset)
-				if !ok {
-					return // revoked, or stopped at an event that is not done
-				}
+				recs = recs[:n]
+			}
+			first, ok := ps.track(recs)
+			if !ok {
+				return // revoked, or stopped at an event that is not done
+			}
+			// Records tracked but not pushed (the member is stopping)
+			// stay unfinished: nothing is committed past them.
+			for i, r := range recs {
 				l := c.pick(r)
-				if l.WaitRoom(c.pollCtx) != nil || !l.Push(item{rec: r, ps: ps, seq: seq}) {
+				if l.WaitRoom(c.pollCtx) != nil || !l.Push(item{rec: r, ps: ps, seq: first + int64(i)}) {
 					stopped = true
 					return
 				}

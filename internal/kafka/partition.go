@@ -65,9 +65,10 @@ func (ps *partState) setStart(off int64) {
 	}
 }
 
-// track registers a dispatched offset and returns its sequence number;
-// false when the partition takes no more records.
-func (ps *partState) track(off int64) (int64, bool) {
+// track registers the dispatched records recs, in offset order, under one
+// lock, and returns the sequence number of the first (the others follow
+// it); false when the partition takes no more records.
+func (ps *partState) track(recs []*kgo.Record) (int64, bool) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	if ps.revoked || ps.stallAt >= 0 {
@@ -76,11 +77,15 @@ func (ps *partState) track(off int64) (int64, bool) {
 	if len(ps.pend) == ps.head { // all done: start over
 		ps.pend, ps.head, ps.base = ps.pend[:0], 0, ps.next
 	}
-	ps.pend = append(ps.pend, pendingOffset{offset: off, epoch: -1})
-	ps.dispHigh = off + 1
-	seq := ps.next
-	ps.next++
-	return seq, true
+	for _, r := range recs {
+		ps.pend = append(ps.pend, pendingOffset{offset: r.Offset, epoch: -1})
+	}
+	if len(recs) > 0 {
+		ps.dispHigh = recs[len(recs)-1].Offset + 1
+	}
+	first := ps.next
+	ps.next += int64(len(recs))
+	return first, true
 }
 
 // begin marks the handler of offset off starting; false when the

@@ -3,7 +3,13 @@ package kafka
 import (
 	"math/rand/v2"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
+
+func trackOne(ps *partState, off int64) (int64, bool) {
+	return ps.track([]*kgo.Record{{Offset: off}})
+}
 
 // The committed mark is always the first offset not finished, however the
 // lanes finish, with gaps in the offsets (compaction, transaction markers).
@@ -20,7 +26,7 @@ func TestPartStateMark(t *testing.T) {
 		for i := 0; i < 2000; i++ {
 			if r.IntN(3) > 0 || len(open) == 0 {
 				off += 1 + int64(r.IntN(2)) // sometimes a gap
-				seq, ok := ps.track(off)
+				seq, ok := trackOne(ps, off)
 				if !ok {
 					t.Fatal("track refused")
 				}
@@ -57,7 +63,7 @@ func TestPartStateStall(t *testing.T) {
 	ps.setStart(10)
 	var seqs []int64
 	for off := int64(10); off < 14; off++ {
-		seq, ok := ps.track(off)
+		seq, ok := trackOne(ps, off)
 		if !ok {
 			t.Fatal("track refused")
 		}
@@ -80,11 +86,36 @@ func TestPartStateStall(t *testing.T) {
 	if eo, ok := ps.toCommit(); !ok || eo.Offset != 11 {
 		t.Fatalf("toCommit %v %v, want 11", eo, ok)
 	}
-	if _, ok := ps.track(14); ok {
+	if _, ok := trackOne(ps, 14); ok {
 		t.Fatal("a stalled partition took a record")
 	}
 	if ps.begin(13) {
 		t.Fatal("a stalled partition started a handler after the stall")
 	}
 	ps.waitIdle(0) // every handler ended: must not block
+}
+
+// A fetch's records are tracked at once, with consecutive sequence numbers.
+func TestPartStateTrackBatch(t *testing.T) {
+	ps := newPartState(0)
+	ps.setStart(5)
+	first, ok := ps.track([]*kgo.Record{{Offset: 5}, {Offset: 7}, {Offset: 8}})
+	if !ok {
+		t.Fatal("track refused")
+	}
+	for range 3 {
+		ps.begin(5)
+	}
+	ps.finish(first+2, 8, 0)
+	ps.finish(first, 5, 0)
+	if got := ps.markOffset(); got != 6 {
+		t.Fatalf("mark %d, want 6", got)
+	}
+	ps.finish(first+1, 7, 0)
+	if got := ps.markOffset(); got != 9 {
+		t.Fatalf("mark %d, want 9", got)
+	}
+	if got := ps.dispatchedEnd(); got != 9 {
+		t.Fatalf("dispatched end %d, want 9", got)
+	}
 }
