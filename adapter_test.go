@@ -15,8 +15,12 @@ import (
 // that the bus drives any adapter with the same semantics: the outer bus
 // keeps chains, retries, dead letters and telemetry; the queue only moves.
 type queueAdapter struct {
-	q eventstream.EventBus
+	q      eventstream.EventBus
+	system string
 }
+
+// adapterCtxKey marks the context the adapter hands to the bus.
+type adapterCtxKey struct{}
 
 func newQueueAdapter(t *testing.T) *queueAdapter {
 	cfg := eventstream.DefaultConfig()
@@ -27,10 +31,10 @@ func newQueueAdapter(t *testing.T) *queueAdapter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &queueAdapter{q: q}
+	return &queueAdapter{q: q, system: "inproc"}
 }
 
-func (a *queueAdapter) System() string { return "inproc" }
+func (a *queueAdapter) System() string { return a.system }
 
 // Publish queues the event itself, so its id, time, key, data and headers
 // reach the subscribers unchanged; the key also orders the queue.
@@ -40,7 +44,7 @@ func (a *queueAdapter) Publish(ctx context.Context, e *eventstream.Event) error 
 
 func (a *queueAdapter) Subscribe(topic, group string, concurrency int, handle func(context.Context, *eventstream.Event)) (eventstream.MQSubscription, error) {
 	sub, err := a.q.On(topic, func(ctx context.Context, queued *eventstream.Event) error {
-		handle(ctx, queued.Data.(*eventstream.Event))
+		handle(context.WithValue(ctx, adapterCtxKey{}, "from-adapter"), queued.Data.(*eventstream.Event))
 		return nil
 	}, eventstream.WithConsumerGroup(group), eventstream.WithConcurrency(concurrency))
 	if err != nil {

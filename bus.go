@@ -23,6 +23,7 @@ package eventstream
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"libx.net/eventstream/event"
@@ -159,6 +160,12 @@ const (
 	defaultBufferSize      = 1000
 	defaultMaxHistorySize  = 10000
 	defaultShutdownTimeout = 30 * time.Second
+
+	// Upper bounds, so that a huge value is a clear error rather than an
+	// allocation that cannot succeed.
+	maxPoolSize    = 1 << 20
+	maxBufferSize  = 1 << 24
+	maxHistorySize = 1 << 24
 )
 
 // DefaultConfig returns a memory-mode configuration with history and stats on.
@@ -233,6 +240,8 @@ func (c *Config) normalize() (Config, error) {
 	switch {
 	case n.Pool.Size < 0:
 		return n, &ConfigError{Field: "Pool.Size", Reason: "must not be negative"}
+	case n.Pool.Size > maxPoolSize:
+		return n, &ConfigError{Field: "Pool.Size", Reason: "must be at most " + strconv.Itoa(maxPoolSize)}
 	case n.Pool.Size == 0:
 		n.Pool.Size = defaultPoolSize
 	}
@@ -250,12 +259,16 @@ func (c *Config) normalize() (Config, error) {
 			return n, &ConfigError{Field: "Memory.BufferSize", Reason: "must not be negative"}
 		case mem.BufferSize == 0:
 			mem.BufferSize = defaultBufferSize
+		case mem.BufferSize > maxBufferSize:
+			return n, &ConfigError{Field: "Memory.BufferSize", Reason: "must be at most " + strconv.Itoa(maxBufferSize)}
 		}
 		switch {
 		case mem.MaxHistorySize < 0:
 			return n, &ConfigError{Field: "Memory.MaxHistorySize", Reason: "must not be negative"}
 		case mem.MaxHistorySize == 0:
 			mem.MaxHistorySize = defaultMaxHistorySize
+		case mem.MaxHistorySize > maxHistorySize:
+			return n, &ConfigError{Field: "Memory.MaxHistorySize", Reason: "must be at most " + strconv.Itoa(maxHistorySize)}
 		}
 	}
 	n.Memory = &mem

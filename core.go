@@ -111,16 +111,23 @@ func (b *bus) emitMiddleware() []Middleware {
 	return append(mws, b.opts.emitMiddleware...)
 }
 
-// publishKey carries PublishOptions from Emit and the dead letter through
+// publishKey carries a publishRequest from Emit and the dead letter through
 // the emit chain to the transport; the common Emit carries none.
 type publishKey struct{}
+
+// publishRequest is meant for one bus: a handler's ctx that reaches another
+// bus's Emit (an MQ adapter over a bus) must not carry it there.
+type publishRequest struct {
+	bus *bus
+	transport.PublishOptions
+}
 
 // publish ends the emit chain: it hands the event to the transport and
 // turns the transport's errors into the bus's.
 func (b *bus) publish(ctx context.Context, e *Event) error {
 	var po transport.PublishOptions
-	if p, ok := ctx.Value(publishKey{}).(*transport.PublishOptions); ok {
-		po = *p
+	if p, ok := ctx.Value(publishKey{}).(*publishRequest); ok && p.bus == b {
+		po = p.PublishOptions
 	}
 	// An Emit from a handler may run on the only worker a full queue waits
 	// for: it never waits for room (see the README's backpressure rule).
@@ -171,7 +178,7 @@ func (b *bus) Emit(ctx context.Context, topic string, data any, opts ...EmitOpti
 		e.Headers = maps.Clone(eo.headers)
 	}
 	if eo.async != nil {
-		ctx = context.WithValue(ctx, publishKey{}, &transport.PublishOptions{Done: eo.async})
+		ctx = context.WithValue(ctx, publishKey{}, &publishRequest{b, transport.PublishOptions{Done: eo.async}})
 	}
 	return b.emit(ctx, e)
 }
@@ -549,7 +556,7 @@ func (b *bus) deadLetter(ctx context.Context, s *subscription, e *Event, cause e
 	// attempt and the dead letter share one trace. The dead letter never
 	// waits for room: the event was accepted already, and this worker may
 	// be the one a full queue waits for.
-	sendCtx := context.WithValue(ctx, publishKey{}, &transport.PublishOptions{Overflow: true})
+	sendCtx := context.WithValue(ctx, publishKey{}, &publishRequest{b, transport.PublishOptions{Overflow: true}})
 	if b.obs != nil {
 		sendCtx = b.obs.tel.Propagator().Extract(sendCtx, propagation.MapCarrier(e.Headers))
 	}

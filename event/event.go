@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"time"
-	"unsafe"
 )
 
 // Event is one message on the bus.
@@ -44,9 +43,6 @@ type Event struct {
 	Headers map[string]string
 	// Record locates the event in a Kafka log; nil in memory mode.
 	Record *Record
-
-	// idBuf backs ID so that a new event costs one allocation, not two.
-	idBuf [36]byte
 }
 
 // Record is where an event sits in a Kafka topic.
@@ -58,8 +54,11 @@ type Record struct {
 // New returns an event for topic with a fresh UUIDv7 id and the current time.
 func New(topic string, data any) *Event {
 	e := &Event{Topic: topic, Data: data, Time: time.Now()}
-	encodeUUID(&e.idBuf, newV7(e.Time))
-	e.ID = unsafe.String(&e.idBuf[0], len(e.idBuf))
+	// The id is a string of its own, not a view into the Event: whatever
+	// keeps it (a span, the history) must not keep the payload alive.
+	var id [36]byte
+	encodeUUID(&id, newV7(e.Time))
+	e.ID = string(id[:])
 	return e
 }
 

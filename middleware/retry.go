@@ -202,7 +202,6 @@ type retrier struct {
 
 func (r *retrier) middleware(next event.Handler) event.Handler {
 	return func(ctx context.Context, e *event.Event) error {
-		maxAttempts := r.policy.MaxRetries + 1
 		for attempt := 1; ; attempt++ {
 			actx := ctx
 			if attempt > 1 { // attempt 1 is event.Attempt's default: no allocation
@@ -215,7 +214,10 @@ func (r *retrier) middleware(next event.Handler) event.Handler {
 			if IsPermanent(err) {
 				return &RetryError{Attempts: attempt, Err: err, Permanent: true}
 			}
-			if attempt >= maxAttempts {
+			if attempt > r.policy.MaxRetries { // not MaxRetries+1: that overflows at math.MaxInt
+				return &RetryError{Attempts: attempt, Err: err}
+			}
+			if ctx.Err() != nil { // shutting down: no retry to announce
 				return &RetryError{Attempts: attempt, Err: err}
 			}
 			delay := r.policy.Delay(attempt)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -33,10 +34,7 @@ func EmitTracing(t *telemetry.Telemetry, system string) event.Middleware {
 			d := sender.Destination(e.Topic)
 			sb := getStartBuf()
 			attrs := d.AppendSpanAttributes(sb.attrs[:0])
-			attrs = append(attrs, telemetry.KeyMessageID.String(e.ID))
-			if kafka && e.Key != "" {
-				attrs = append(attrs, telemetry.KeyKafkaMessageKey.String(e.Key))
-			}
+			attrs = appendIDAttrs(attrs, e, kafka)
 			opts := append(sb.opts[:0], spanKindProducer, sb.attributes(attrs))
 			ctx, span := tracer.Start(ctx, d.SpanName(), opts...)
 			sb.put(opts)
@@ -91,15 +89,11 @@ func ProcessTracing(s *telemetry.Subscription) event.Middleware {
 
 			sb := getStartBuf()
 			attrs := s.AppendSpanAttributes(sb.attrs[:0])
-			attrs = append(attrs,
-				telemetry.KeyMessageID.String(e.ID),
-				telemetry.KeyAttempt.Int(event.Attempt(ctx)))
+			attrs = append(attrs, telemetry.KeyAttempt.Int(event.Attempt(ctx)))
 			if kafka && e.Record != nil {
 				attrs = appendRecordAttrs(attrs, e.Record)
-				if e.Key != "" {
-					attrs = append(attrs, telemetry.KeyKafkaMessageKey.String(e.Key))
-				}
 			}
+			attrs = appendIDAttrs(attrs, e, kafka && e.Record != nil)
 			opts := append(sb.opts[:0], spanKindConsumer, sb.attributes(attrs))
 			switch {
 			case !creation.IsValid():
@@ -130,6 +124,20 @@ func ProcessTracing(s *telemetry.Subscription) event.Middleware {
 			return err
 		}
 	}
+}
+
+// appendIDAttrs appends messaging.message.id and, on Kafka, the message key.
+// Values that are not valid UTF-8 are left out, as the conventions say for
+// keys without a canonical string form: an exporter refuses a whole batch
+// over one such string.
+func appendIDAttrs(dst []attribute.KeyValue, e *event.Event, withKey bool) []attribute.KeyValue {
+	if utf8.ValidString(e.ID) {
+		dst = append(dst, telemetry.KeyMessageID.String(e.ID))
+	}
+	if withKey && e.Key != "" && utf8.ValidString(e.Key) {
+		dst = append(dst, telemetry.KeyKafkaMessageKey.String(e.Key))
+	}
+	return dst
 }
 
 // Span start options that take no per-event value, built once (each
