@@ -105,7 +105,8 @@ const (
 	ModeDistributed = "distributed"
 )
 
-// Config configures a bus. Zero fields take the defaults documented on them;
+// Config configures a bus. Zero fields take the defaults documented on them
+// (New(nil), New(&Config{}) and New(DefaultConfig()) build the same bus);
 // DefaultConfig returns them filled in.
 type Config struct {
 	// Mode is ModeMemory ("memory", the default when empty) or
@@ -140,17 +141,31 @@ type PoolConfig struct {
 	PreAlloc bool
 }
 
-// MemoryConfig configures memory mode's queues, and history and stats.
+// MemoryConfig configures the lanes (memory mode's queues, and the queues
+// between Kafka fetches and handlers) and the bus's history and stats, in
+// both modes. Zero fields take the defaults: a nil Memory, or one whose
+// EnableHistory and EnableMetrics are both false, keeps history and stats
+// on. Setting either Enable flag to true makes both flags literal (the
+// original README's style: EnableHistory true, EnableMetrics false turns
+// stats off). DisableHistory and DisableMetrics turn one off whatever the
+// Enable flags say.
 type MemoryConfig struct {
-	// BufferSize is how many events may wait for each subscription lane
-	// (a subscription with concurrency n has n lanes). Default 1000.
+	// BufferSize bounds, per lane, the events queued or in hand (a
+	// subscription with concurrency n has n lanes), in both modes: memory
+	// mode's Emit waits for room; Kafka mode pauses fetching. Default 1000.
 	BufferSize int
 	// EnableHistory keeps the most recent operations for GetHistory.
 	EnableHistory bool
 	// MaxHistorySize bounds the history. Default 10000.
 	MaxHistorySize int
-	// EnableMetrics keeps the counters GetStats reads.
+	// EnableMetrics keeps the counters and latencies GetStats reads. (Where
+	// OpenTelemetry metrics go is the MeterProvider's business; see
+	// WithMeterProvider and WithoutTelemetry.)
 	EnableMetrics bool
+	// DisableHistory turns history off. Default false.
+	DisableHistory bool
+	// DisableMetrics turns GetStats's counters off. Default false.
+	DisableMetrics bool
 }
 
 // Defaults, in one place.
@@ -254,6 +269,9 @@ func (c *Config) normalize() (Config, error) {
 	mem := MemoryConfig{BufferSize: defaultBufferSize, MaxHistorySize: defaultMaxHistorySize}
 	if c.Memory != nil {
 		mem = *c.Memory
+		if !mem.EnableHistory && !mem.EnableMetrics {
+			mem.EnableHistory, mem.EnableMetrics = true, true // both zero: the defaults
+		}
 		switch {
 		case mem.BufferSize < 0:
 			return n, &ConfigError{Field: "Memory.BufferSize", Reason: "must not be negative"}
@@ -271,6 +289,11 @@ func (c *Config) normalize() (Config, error) {
 			return n, &ConfigError{Field: "Memory.MaxHistorySize", Reason: "must be at most " + strconv.Itoa(maxHistorySize)}
 		}
 	}
+	if c.Memory == nil {
+		mem.EnableHistory, mem.EnableMetrics = true, true
+	}
+	mem.EnableHistory = mem.EnableHistory && !mem.DisableHistory
+	mem.EnableMetrics = mem.EnableMetrics && !mem.DisableMetrics
 	n.Memory = &mem
 	switch {
 	case n.ShutdownTimeout < 0:
@@ -282,7 +305,7 @@ func (c *Config) normalize() (Config, error) {
 		n.Retry = DefaultRetryPolicy()
 	}
 	if err := n.Retry.Validate(); err != nil {
-		return n, &ConfigError{Field: "Retry", Reason: err.Error()}
+		return n, configError("Retry", err)
 	}
 	return n, nil
 }

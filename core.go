@@ -70,7 +70,7 @@ func newBus(cfg Config, o options, newTransport transportFactory) (*bus, error) 
 	sched, err := lanes.NewScheduler(cfg.Pool.Size, cfg.Pool.ExpiryDuration, cfg.Pool.PreAlloc)
 	if err != nil {
 		cancel()
-		return nil, &ConfigError{Field: "Pool", Reason: err.Error()}
+		return nil, configError("Pool", err)
 	}
 	b.sched = sched
 	host := transport.Host{
@@ -248,7 +248,7 @@ func (b *bus) On(topic string, handler EventHandler, opts ...SubscribeOption) (S
 		policy = so.retry
 	}
 	if err := policy.Validate(); err != nil {
-		return nil, &ConfigError{Field: "WithRetryPolicy", Reason: err.Error()}
+		return nil, configError("WithRetryPolicy", err)
 	}
 
 	id := "sub-" + strconv.FormatUint(b.nextID.Add(1), 10)
@@ -414,7 +414,7 @@ func (s *subscription) build(h Handler, policy RetryPolicy, subMW []Middleware) 
 	}
 	retry, err := middleware.Retry(policy, middleware.OnRetry(s.onRetry))
 	if err != nil {
-		return &ConfigError{Field: "WithRetryPolicy", Reason: err.Error()}
+		return configError("WithRetryPolicy", err)
 	}
 	inner = append(inner, middleware.Logging(b.logger.With("group", s.group)), middleware.Recover())
 	inner = append(inner, b.opts.middleware...)

@@ -3,6 +3,7 @@ package eventstream
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Sentinel errors. Every error the bus returns wraps one of these, so callers
@@ -38,17 +39,31 @@ var (
 	ErrKafka = errors.New("eventstream: kafka operation failed")
 )
 
-// ConfigError names the Config field or option that is wrong.
+// ConfigError names the Config field or option that is wrong. Err, when
+// set, is the underlying error (a RetryPolicy's, a franz-go option's), which
+// errors.Is and errors.As reach.
 type ConfigError struct {
 	Field  string
 	Reason string
+	Err    error
 }
 
 func (e *ConfigError) Error() string {
 	return fmt.Sprintf("eventstream: invalid config: %s: %s", e.Field, e.Reason)
 }
 
-func (e *ConfigError) Unwrap() error { return ErrInvalidConfig }
+func (e *ConfigError) Unwrap() []error {
+	if e.Err != nil {
+		return []error{ErrInvalidConfig, e.Err}
+	}
+	return []error{ErrInvalidConfig}
+}
+
+// configError wraps err as the reason a field is wrong, without repeating
+// the package prefix its message may carry.
+func configError(field string, err error) *ConfigError {
+	return &ConfigError{Field: field, Reason: strings.TrimPrefix(err.Error(), "eventstream: "), Err: err}
+}
 
 // TopicError says why a topic name was refused.
 type TopicError struct {

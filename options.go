@@ -28,6 +28,7 @@ type options struct {
 	middleware      []Middleware
 	emitMiddleware  []Middleware
 	deadLetterTopic func(topic string) string // nil: dead letters off
+	errs            []error                   // options refused while applied
 }
 
 // defaultOptions holds every option's default.
@@ -39,6 +40,9 @@ func defaultOptions() options {
 }
 
 func (o *options) validate() error {
+	if len(o.errs) > 0 {
+		return o.errs[0]
+	}
 	for i, mw := range o.middleware {
 		if mw == nil {
 			return &ConfigError{Field: "WithMiddleware", Reason: "middleware " + strconv.Itoa(i) + " is nil"}
@@ -116,9 +120,16 @@ func WithEmitMiddleware(mw ...Middleware) Option {
 }
 
 // WithDeadLetterTopic names the dead-letter topic of each topic.
-// Default: DefaultDeadLetterTopic ("<topic>.dlq").
+// Default: DefaultDeadLetterTopic ("<topic>.dlq"). nil is an error: turn
+// dead letters off with WithoutDeadLetter.
 func WithDeadLetterTopic(name func(topic string) string) Option {
-	return optionFunc(func(o *options) { o.deadLetterTopic = name })
+	return optionFunc(func(o *options) {
+		if name == nil {
+			o.errs = append(o.errs, &ConfigError{Field: "WithDeadLetterTopic", Reason: "nil function (use WithoutDeadLetter to turn dead letters off)"})
+			return
+		}
+		o.deadLetterTopic = name
+	})
 }
 
 // WithoutDeadLetter drops events whose retries ran out (after logging them
