@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"libx.net/eventstream/internal/kafka"
 )
 
 // Sentinel errors. Every error the bus returns wraps one of these, so callers
@@ -36,7 +38,7 @@ var (
 	ErrNilContext = errors.New("eventstream: nil context")
 	// ErrKafka: a Kafka operation failed (connect, produce, topic setup,
 	// group join); the *KafkaError names it and wraps the broker's error.
-	ErrKafka = errors.New("eventstream: kafka operation failed")
+	ErrKafka = kafka.ErrKafka
 )
 
 // ConfigError names the Config field or option that is wrong. Err, when
