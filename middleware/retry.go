@@ -217,8 +217,9 @@ func (r *retrier) middleware(next event.Handler) event.Handler {
 			if attempt > r.policy.MaxRetries { // not MaxRetries+1: that overflows at math.MaxInt
 				return &RetryError{Attempts: attempt, Err: err}
 			}
-			if ctx.Err() != nil { // shutting down: no retry to announce
-				return &RetryError{Attempts: attempt, Err: err}
+			if cerr := ctx.Err(); cerr != nil { // shutting down: no retry to announce
+				return &RetryError{Attempts: attempt,
+					Err: fmt.Errorf("%w before a retry; last error: %w", cerr, err)}
 			}
 			delay := r.policy.Delay(attempt)
 			for _, fn := range r.onRetry {
