@@ -157,8 +157,17 @@ func TestKafkaDebugHandler(t *testing.T) {
 			t.Fatalf("%s: %v", path, err)
 		}
 	}
+	// The process span ends, and reaches the history, just after the
+	// handler returned.
 	var events []map[string]any
-	get("/debug/eventstream/events", &events)
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		events = nil
+		get("/debug/eventstream/events", &events)
+		if len(events) >= 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if len(events) < 2 {
 		t.Errorf("events: %v", events)
 	}
