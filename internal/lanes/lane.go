@@ -3,6 +3,7 @@ package lanes
 import (
 	"context"
 	"errors"
+	"math"
 	"runtime"
 	"strings"
 	"sync"
@@ -30,9 +31,12 @@ type Lane[T any] struct {
 	abandon  atomic.Bool // the worker leaves the rest of the queue alone
 	handling atomic.Bool // a handler is running
 
+	pos atomic.Int64 // next item of batch to claim
+
 	mu      sync.Mutex
 	q       []T
 	spare   []T
+	batch   []T           // the worker's batch; guarded by mu, its items claimed through pos
 	busy    bool          // a worker owns the lane, or one was asked for
 	stopped bool          // Push refuses
 	room    chan struct{} // closed when room frees up; nil without waiters
@@ -102,30 +106,35 @@ func (l *Lane[T]) Push(item T) bool {
 	return true
 }
 
-// run implements runner.
+// run implements runner. The worker takes the queue as a batch (one lock
+// per batch, not per item) and claims its items one by one through pos, so
+// that Abandon can take back the unclaimed rest of the batch at any moment.
 func (l *Lane[T]) run(budget int) (more bool) {
 	handled := 0
-	var batch []T
-	i := 0
-	finished := false
+	var item T
+	inHand := false
 	defer func() {
-		if finished {
+		if !inHand {
 			return
 		}
 		// The handler ended the goroutine: the item in hand counts as
-		// handled (its owner is told), the rest goes back to the queue and
-		// the scheduler hands the lane to a fresh worker.
+		// done (its owner is told), the rest of the batch goes back to the
+		// queue and the scheduler hands the lane to a fresh worker.
 		l.handling.Store(false)
-		item := batch[i]
-		var zero T
-		batch[i] = zero
-		l.requeueFront(batch[i+1:])
+		l.mu.Lock()
+		rest := l.unclaimedLocked()
+		l.batch = nil
+		if len(rest) > 0 {
+			l.q = append(rest, l.q...)
+		}
+		l.mu.Unlock()
 		l.depth.Add(-1)
 		l.wakeWaiters()
 		if l.abort != nil {
 			l.abort(item)
 		}
 	}()
+	var zero T
 	for handled < budget {
 		l.mu.Lock()
 		if len(l.q) == 0 || l.abandon.Load() {
@@ -135,43 +144,46 @@ func (l *Lane[T]) run(budget int) (more bool) {
 				l.idle = nil
 			}
 			l.mu.Unlock()
-			finished = true
 			return false
 		}
-		batch = l.q
+		batch := l.q
 		l.q, l.spare = l.spare[:0], nil
+		l.batch = batch
+		l.pos.Store(0)
 		l.mu.Unlock()
 
-		var zero T
-		for i = 0; i < len(batch); i++ {
-			if l.abandon.Load() {
-				l.requeueFront(batch[i:])
+		for {
+			i := l.pos.Add(1) - 1
+			if i >= int64(len(batch)) {
 				break
 			}
+			item, inHand = batch[i], true
 			l.handling.Store(true)
-			l.handle(batch[i])
+			l.handle(item)
 			l.handling.Store(false)
+			item, inHand = zero, false
 			batch[i] = zero
 			l.depth.Add(-1)
 			l.wakeWaiters()
+			handled++
 		}
-		handled += i
-		clear(batch)
 		l.mu.Lock()
+		l.batch = nil
+		clear(batch)
 		l.spare = batch[:0]
 		l.mu.Unlock()
 	}
-	finished = true
 	return true
 }
 
-func (l *Lane[T]) requeueFront(rest []T) {
-	if len(rest) == 0 {
-		return
+// unclaimedLocked returns a copy of the items of the worker's batch that no
+// handler has started, and stops the worker from claiming more.
+func (l *Lane[T]) unclaimedLocked() []T {
+	claimed := l.pos.Swap(math.MaxInt64 / 2)
+	if l.batch == nil || claimed >= int64(len(l.batch)) {
+		return nil
 	}
-	l.mu.Lock()
-	l.q = append(append(make([]T, 0, len(rest)+len(l.q)), rest...), l.q...)
-	l.mu.Unlock()
+	return append([]T(nil), l.batch[claimed:]...)
 }
 
 func (l *Lane[T]) wakeWaiters() {
@@ -214,11 +226,12 @@ func (l *Lane[T]) Idle() <-chan struct{} {
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // Abandon makes the worker leave the queue after the item in hand and
-// returns the items that never started; they are no longer counted.
+// returns the items that never started, in order; they are no longer
+// counted.
 func (l *Lane[T]) Abandon() []T {
 	l.abandon.Store(true)
 	l.mu.Lock()
-	rest := l.q
+	rest := append(l.unclaimedLocked(), l.q...)
 	l.q = nil
 	l.mu.Unlock()
 	l.depth.Add(-int64(len(rest)))

@@ -1,0 +1,188 @@
+package lanes
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
+		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"),
+	)
+}
+
+func newSched(t *testing.T, size int) *Scheduler {
+	t.Helper()
+	s, err := NewScheduler(size, time.Second, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close(5 * time.Second) })
+	return s
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Items of a lane run one at a time, in push order.
+func TestLaneOrder(t *testing.T) {
+	s := newSched(t, 4)
+	var mu sync.Mutex
+	var got []int
+	var running atomic.Int32
+	l := New(s, 1000, func(v int) {
+		if running.Add(1) != 1 {
+			t.Error("two items of one lane ran at once")
+		}
+		mu.Lock()
+		got = append(got, v)
+		mu.Unlock()
+		running.Add(-1)
+	}, nil)
+	for i := range 500 {
+		if !l.Push(i) {
+			t.Fatal("push refused")
+		}
+	}
+	eventually(t, "all items", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 500 })
+	for i, v := range got {
+		if v != i {
+			t.Fatalf("item %d is %d", i, v)
+		}
+	}
+	if l.Depth() != 0 {
+		t.Fatalf("depth %d after draining", l.Depth())
+	}
+}
+
+// With one worker, a lane that never empties does not starve another.
+func TestSchedulerFair(t *testing.T) {
+	s := newSched(t, 1)
+	stop := make(chan struct{})
+	var busy *Lane[int]
+	busy = New(s, 1<<20, func(int) {
+		select {
+		case <-stop:
+		default:
+			busy.Push(0) // always more work
+		}
+	}, nil)
+	busy.Push(0)
+	done := make(chan struct{})
+	other := New(s, 10, func(int) { close(done) }, nil)
+	time.Sleep(10 * time.Millisecond)
+	other.Push(1)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a second lane starved behind a busy one on a one-worker pool")
+	}
+	close(stop)
+	eventually(t, "the busy lane to drain", func() bool { return busy.Depth() == 0 })
+}
+
+// WaitRoom honours the bound and the context; Stop wakes waiters.
+func TestWaitRoomAndStop(t *testing.T) {
+	s := newSched(t, 1)
+	release := make(chan struct{})
+	l := New(s, 1, func(int) { <-release }, nil)
+	l.Push(1) // in hand: the lane is full
+	eventually(t, "the handler", l.Handling)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := l.WaitRoom(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitRoom on a full lane = %v", err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- l.WaitRoom(context.Background()) }()
+	time.Sleep(5 * time.Millisecond)
+	l.Stop()
+	if err := <-errc; !errors.Is(err, ErrStopped) {
+		t.Fatalf("WaitRoom after Stop = %v", err)
+	}
+	if l.Push(2) {
+		t.Fatal("Push after Stop accepted")
+	}
+	close(release)
+	if !l.WaitIdle(5 * time.Second) {
+		t.Fatal("lane not idle")
+	}
+}
+
+// Abandon hands back what never started and leaves the item in hand.
+func TestAbandon(t *testing.T) {
+	s := newSched(t, 1)
+	release := make(chan struct{})
+	l := New(s, 10, func(int) { <-release }, nil)
+	for i := range 5 {
+		l.Push(i)
+	}
+	eventually(t, "the handler", l.Handling)
+	l.Stop()
+	rest := l.Abandon()
+	if len(rest) != 4 || rest[0] != 1 {
+		t.Fatalf("abandoned %v, want [1 2 3 4]", rest)
+	}
+	if l.Depth() != 1 {
+		t.Fatalf("depth %d, want 1 (in hand)", l.Depth())
+	}
+	close(release)
+	if !l.WaitIdle(5*time.Second) || l.Depth() != 0 {
+		t.Fatalf("not idle, depth %d", l.Depth())
+	}
+}
+
+// A handler that ends its goroutine does not wedge the lane: abort gets its
+// item, the next items run on a fresh worker.
+func TestGoexit(t *testing.T) {
+	s := newSched(t, 1)
+	var aborted, handled atomic.Int32
+	l := New(s, 10, func(v int) {
+		if v == 0 {
+			runtime.Goexit()
+		}
+		handled.Add(1)
+	}, func(v int) {
+		if v != 0 {
+			t.Errorf("aborted %d", v)
+		}
+		aborted.Add(1)
+	})
+	for i := range 3 {
+		l.Push(i)
+	}
+	eventually(t, "the items after the Goexit", func() bool { return handled.Load() == 2 && aborted.Load() == 1 })
+	if l.Depth() != 0 {
+		t.Fatalf("depth %d", l.Depth())
+	}
+}
+
+// InHandler tells a handler's goroutine from others.
+func TestInHandler(t *testing.T) {
+	s := newSched(t, 1)
+	if InHandler() {
+		t.Fatal("InHandler true outside a handler")
+	}
+	got := make(chan bool, 1)
+	l := New(s, 1, func(int) { got <- InHandler() }, nil)
+	l.Push(1)
+	if !<-got {
+		t.Fatal("InHandler false inside a handler")
+	}
+}
