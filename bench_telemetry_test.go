@@ -9,7 +9,6 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"libx.net/eventstream"
-	"libx.net/eventstream/history"
 )
 
 // discardExporter drops spans after the batch processor has done its work.
@@ -33,15 +32,14 @@ func BenchmarkMemoryDeliveredSampled1pct(b *testing.B) {
 func benchDeliveredTelemetry(b *testing.B, sampler sdktrace.Sampler) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sampler),
 		sdktrace.WithBatcher(discardExporter{}))
-	stats := history.NewStatsReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(stats.Reader()))
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 	b.Cleanup(func() {
 		_ = tp.Shutdown(context.Background())
 		_ = mp.Shutdown(context.Background())
 	})
 	cfg := eventstream.DefaultConfig()
 	bus, err := eventstream.New(cfg,
-		eventstream.WithTracerProvider(tp), eventstream.WithMeterProvider(mp), eventstream.WithStatsReader(stats),
+		eventstream.WithTracerProvider(tp), eventstream.WithMeterProvider(mp),
 		eventstream.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		b.Fatal(err)

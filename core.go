@@ -10,11 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.opentelemetry.io/otel/propagation"
-
 	"libx.net/eventstream/event"
 	"libx.net/eventstream/internal/lanes"
 	"libx.net/eventstream/internal/memory"
+	itel "libx.net/eventstream/internal/telemetry"
 	"libx.net/eventstream/internal/transport"
 	"libx.net/eventstream/middleware"
 	"libx.net/eventstream/telemetry"
@@ -106,7 +105,7 @@ func newBus(cfg Config, o options, newTransport transportFactory) (*bus, error) 
 func (b *bus) emitMiddleware() []Middleware {
 	var mws []Middleware
 	if b.obs != nil {
-		mws = append(mws, b.obs.emitMiddleware(b.system, b)...)
+		mws = append(mws, b.obs.emitMiddleware(b)...)
 	}
 	return append(mws, b.opts.emitMiddleware...)
 }
@@ -260,7 +259,6 @@ func (b *bus) On(topic string, handler EventHandler, opts ...SubscribeOption) (S
 			s.group = gn.PrivateGroup(topic, id)
 		}
 	}
-	s.info = event.SubscriptionInfo{Topic: topic, Group: s.group, Name: id, System: b.system}
 	if err := s.build(handler, *policy, so.middleware); err != nil {
 		return nil, err
 	}
@@ -386,8 +384,7 @@ type subscription struct {
 	group       string
 	private     bool
 	concurrency int
-	info        event.SubscriptionInfo
-	tel         *telemetry.Subscription // nil when telemetry is off
+	tel         *itel.Subscription // nil when telemetry is off
 	ts          *transport.Sub
 
 	// handle is the whole consume chain; deliver adds the dead letter.
@@ -402,15 +399,15 @@ func (s *subscription) ID() string    { return s.id }
 func (s *subscription) Topic() string { return s.topic }
 func (s *subscription) Group() string { return s.group }
 
-// build assembles the consume chain:
-// metrics(consumed) → retry[ tracing → metrics(process) → logging → recover → user → handler ].
+// build assembles the consume chain: telemetry(delivery) → retry[
+// telemetry(attempt: span, metrics, history) → logging → recover → user → handler ].
 func (s *subscription) build(h Handler, policy RetryPolicy, subMW []Middleware) error {
 	b := s.bus
 	var outer, inner []Middleware
 	if b.obs != nil {
-		s.tel = b.obs.tel.Subscription(s.info)
-		outer = append(outer, middleware.ConsumeMetrics(s.tel))
-		inner = append(inner, middleware.ProcessTracing(s.tel), middleware.ProcessMetrics(s.tel))
+		s.tel = b.obs.tel.Subscription(s.topic, s.group, s.id, s.private)
+		outer = append(outer, s.tel.Consume)
+		inner = append(inner, s.tel.Process)
 	}
 	retry, err := middleware.Retry(policy, middleware.OnRetry(s.onRetry))
 	if err != nil {
@@ -425,7 +422,7 @@ func (s *subscription) build(h Handler, policy RetryPolicy, subMW []Middleware) 
 
 func (s *subscription) onRetry(ctx context.Context, e *Event, attempt int, err error, delay time.Duration) {
 	if s.tel != nil {
-		s.tel.RecordRetry(ctx, e, attempt, err)
+		s.tel.RecordRetry()
 	}
 	s.bus.logger.LogAttrs(ctx, slog.LevelInfo, "eventstream: retrying event",
 		slog.String("topic", e.Topic), slog.String("group", s.group), slog.String("event_id", e.ID),
@@ -542,7 +539,7 @@ func (b *bus) deadLetter(ctx context.Context, s *subscription, e *Event, cause e
 	dl.Headers = make(map[string]string, len(e.Headers)+9)
 	maps.Copy(dl.Headers, e.Headers)
 	dl.Headers[HeaderDeadLetterReason] = cause.Error()
-	dl.Headers[HeaderDeadLetterErrorType] = telemetry.ErrorType(cause)
+	dl.Headers[HeaderDeadLetterErrorType] = itel.ErrorType(cause)
 	dl.Headers[HeaderDeadLetterAttempts] = strconv.Itoa(attempts)
 	dl.Headers[HeaderDeadLetterTopic] = e.Topic
 	dl.Headers[HeaderDeadLetterID] = e.ID
@@ -558,7 +555,7 @@ func (b *bus) deadLetter(ctx context.Context, s *subscription, e *Event, cause e
 	// be the one a full queue waits for.
 	sendCtx := context.WithValue(ctx, publishKey{}, &publishRequest{b, transport.PublishOptions{Overflow: true}})
 	if b.obs != nil {
-		sendCtx = b.obs.tel.Propagator().Extract(sendCtx, propagation.MapCarrier(e.Headers))
+		sendCtx = b.obs.tel.WithCreation(sendCtx, e)
 	}
 	delay := deadLetterRetryFirst
 	for failures := 0; ; failures++ {
@@ -577,7 +574,7 @@ func (b *bus) deadLetter(ctx context.Context, s *subscription, e *Event, cause e
 		delay = min(2*delay, deadLetterRetryMax)
 	}
 	if s.tel != nil {
-		s.tel.RecordDeadLetter(ctx, e, cause)
+		s.tel.RecordDeadLetter(cause)
 	}
 	b.logger.LogAttrs(ctx, slog.LevelWarn, "eventstream: event dead-lettered",
 		append(attrs, slog.String("dead_letter_topic", dlqTopic))...)

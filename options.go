@@ -9,8 +9,6 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
-
-	"libx.net/eventstream/history"
 )
 
 // Option configures a bus beyond Config: telemetry providers, the logger,
@@ -24,7 +22,6 @@ type options struct {
 	propagator      propagation.TextMapPropagator
 	linksOnly       bool
 	telemetryOff    bool
-	statsReader     *history.StatsReader
 	middleware      []Middleware
 	emitMiddleware  []Middleware
 	deadLetterTopic func(topic string) string // nil: dead letters off
@@ -73,17 +70,16 @@ func (f optionFunc) apply(o *options) { f(o) }
 // with a context carry trace_id and span_id.
 func WithLogger(l *slog.Logger) Option { return optionFunc(func(o *options) { o.logger = l }) }
 
-// WithTracerProvider sets where spans go. Default: otel.GetTracerProvider();
-// when that is the global no-op and history is enabled, the bus builds its
-// own SDK provider to feed GetHistory.
+// WithTracerProvider sets where spans go. Default: otel.GetTracerProvider().
+// History needs no tracer; with one that records, its entries carry the
+// spans' trace and span ids.
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return optionFunc(func(o *options) { o.tracerProvider = tp })
 }
 
-// WithMeterProvider sets where metrics go. Default: otel.GetMeterProvider();
-// when that is the global no-op and metrics are enabled, the bus builds its
-// own SDK provider to feed GetStats. With your own SDK provider, add
-// WithStatsReader so GetStats can read it.
+// WithMeterProvider sets where metrics go. Default: otel.GetMeterProvider().
+// GetStats needs no provider: it reads the same counters and histograms
+// the metrics report.
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return optionFunc(func(o *options) { o.meterProvider = mp })
 }
@@ -102,7 +98,7 @@ func WithLinksOnlyTracing() Option { return optionFunc(func(o *options) { o.link
 
 // WithoutTelemetry switches tracing, metrics, history and stats off: the
 // chains hold no telemetry middleware at all. Not combinable with
-// WithTracerProvider, WithMeterProvider or WithStatsReader (they are ignored).
+// WithTracerProvider or WithMeterProvider (they are ignored).
 func WithoutTelemetry() Option { return optionFunc(func(o *options) { o.telemetryOff = true }) }
 
 // WithMiddleware adds consume-side middleware that wraps every

@@ -1,34 +1,26 @@
 package event
 
-import "context"
+import (
+	"context"
 
-type attemptKey struct{}
+	"libx.net/eventstream/internal/eventmeta"
+)
 
-// WithAttempt returns ctx carrying the attempt number of the current delivery
-// (1 for the first try). The retry middleware sets it; telemetry reads it.
-func WithAttempt(ctx context.Context, n int) context.Context {
-	return context.WithValue(ctx, attemptKey{}, n)
-}
-
-// Attempt returns the attempt number carried by ctx; 1 when none is set,
-// because the first try carries nothing (saving an allocation per event).
+// Attempt returns which attempt of its event a handler's ctx belongs to: 1
+// for the first try (which carries nothing, saving an allocation per
+// event), 2 for the first retry, and so on. The bus's retry sets it; it
+// cannot be set from outside the module.
 func Attempt(ctx context.Context) int {
-	if n, ok := ctx.Value(attemptKey{}).(int); ok {
+	if n, ok := ctx.Value(eventmeta.AttemptKey{}).(int); ok {
 		return n
 	}
 	return 1
 }
 
-// SubscriptionInfo describes a subscription to middleware built per
-// subscription (telemetry builds its attribute sets once from it).
-type SubscriptionInfo struct {
-	// Topic subscribed to.
-	Topic string
-	// Group is the consumer group; for a subscription without one, the
-	// generated name that makes it a group of its own.
-	Group string
-	// Name identifies the subscription within the process.
-	Name string
-	// System is the messaging.system value of the transport: "memory" or "kafka".
-	System string
+// The bus carries an event's creation context in an unexported field;
+// its own packages reach it through eventmeta.
+func init() {
+	eventmeta.Install(
+		func(e any) *eventmeta.Creation { return e.(*Event).creation },
+		func(e any, c *eventmeta.Creation) { e.(*Event).creation = c })
 }

@@ -1,9 +1,10 @@
 // Package event holds the few types that every part of EventStream shares:
 // the Event itself, the Handler signature and the Middleware that wraps it.
 //
-// It is a leaf: it imports nothing else of this module, so that the root
-// package, telemetry, middleware and history can all depend on it without
-// cycles. Users normally reach these types through the root package's aliases
+// It is a leaf: of this module it imports only internal/eventmeta (what the
+// bus keeps about an event and users may not set), so that the root package,
+// middleware and the bus's internals can all depend on it without cycles.
+// Users normally reach these types through the root package's aliases
 // (eventstream.Event, eventstream.EventHandler, eventstream.Middleware).
 package event
 
@@ -14,6 +15,8 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"time"
+
+	"libx.net/eventstream/internal/eventmeta"
 )
 
 // Event is one message on the bus.
@@ -43,6 +46,10 @@ type Event struct {
 	Headers map[string]string
 	// Record locates the event in a Kafka log; nil in memory mode.
 	Record *Record
+
+	// creation is the creation context (send span, baggage) the event
+	// carries inside the process; see internal/eventmeta.
+	creation *eventmeta.Creation
 }
 
 // Record is where an event sits in a Kafka topic.

@@ -31,56 +31,23 @@ type GroupNode struct {
 	Subscriptions []string `json:"subscriptions"`
 }
 
-// Source is what Handler shows. The bus implements it; NewSource builds one
-// from a Recorder, a StatsReader and a topology function.
+// Source is what Handler shows; the bus's DebugHandler serves one over
+// the bus itself. Recent returns up to n entries, newest first.
 type Source interface {
 	Recent(n int) []Entry
 	Stats(ctx context.Context) (Stats, error)
 	Topology() Topology
 }
 
-// NewSource returns a Source over rec, stats and topology; any of them may
-// be nil (giving no entries, zero stats, an empty topology).
-func NewSource(rec *Recorder, stats *StatsReader, topology func() Topology) Source {
-	return source{rec: rec, stats: stats, topo: topology}
-}
-
-type source struct {
-	rec   *Recorder
-	stats *StatsReader
-	topo  func() Topology
-}
-
-func (s source) Recent(n int) []Entry {
-	if s.rec == nil {
-		return nil
-	}
-	return s.rec.Recent(n)
-}
-
-func (s source) Stats(ctx context.Context) (Stats, error) {
-	if s.stats == nil {
-		return Stats{}, nil
-	}
-	return s.stats.Collect(ctx)
-}
-
-func (s source) Topology() Topology {
-	if s.topo == nil {
-		return Topology{}
-	}
-	return s.topo()
-}
-
-// DefaultLimit is the number of recent events shown when the request has no
-// valid ?n= (1 to MaxLimit).
+// defaultLimit is the number of recent events shown when the request has no
+// valid ?n= (1 to maxLimit).
 const (
-	DefaultLimit = 100
-	MaxLimit     = 10000
+	defaultLimit = 100
+	maxLimit     = 10000
 )
 
-// Document is the combined JSON served at the handler's root.
-type Document struct {
+// document is the combined JSON served at the handler's root.
+type document struct {
 	Time     time.Time `json:"time"`
 	Events   []Entry   `json:"events"`
 	Stats    Stats     `json:"stats"`
@@ -133,7 +100,7 @@ func validTraceURL(t string) error {
 // Handler serves src:
 //
 //	/          HTML page (recent events, stats, topology), or the combined
-//	           JSON Document with ?format=json or Accept: application/json
+//	           JSON document with ?format=json or Accept: application/json
 //	/events    JSON list of recent entries, newest first (?n=, default 100)
 //	/stats     JSON Stats
 //	/topology  JSON Topology
@@ -169,9 +136,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	n := DefaultLimit
+	n := defaultLimit
 	if v, err := strconv.Atoi(q.Get("n")); err == nil && v > 0 {
-		n = min(v, MaxLimit)
+		n = min(v, maxLimit)
 	}
 	f := filter{Topic: q.Get("topic"), Group: q.Get("group"), Status: q.Get("status")}
 	if f.Status != "" && f.Status != StatusOK && f.Status != StatusError {
@@ -180,7 +147,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch strings.Trim(r.URL.Path, "/") {
 	case "":
-		doc, err := h.document(r.Context(), n, f)
+		doc, err := h.doc(r.Context(), n, f)
 		if err != nil {
 			http.Error(w, "stats: "+err.Error(), http.StatusInternalServerError)
 			return
@@ -211,12 +178,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (h *handler) document(ctx context.Context, n int, f filter) (Document, error) {
+func (h *handler) doc(ctx context.Context, n int, f filter) (document, error) {
 	st, err := h.src.Stats(ctx)
 	if err != nil {
-		return Document{}, err
+		return document{}, err
 	}
-	return Document{
+	return document{
 		Time:     time.Now(),
 		Events:   nonNil(h.recent(n, f)),
 		Stats:    normStats(st),
@@ -232,7 +199,7 @@ func (h *handler) recent(n int, f filter) []Entry {
 	// Filter the whole history, then cut: a rare failure must not be
 	// crowded out of the first n by the successes around it.
 	var out []Entry
-	for _, e := range h.src.Recent(MaxLimit) {
+	for _, e := range h.src.Recent(maxLimit) {
 		if f.match(e) {
 			out = append(out, e)
 			if len(out) == n {
@@ -302,7 +269,7 @@ func normTopology(t Topology) Topology {
 }
 
 type pageData struct {
-	Document
+	document
 	Limit         int
 	Filter        filter
 	Topics        []string // choices for the topic filter
@@ -312,12 +279,12 @@ type pageData struct {
 	traceTemplate string
 }
 
-func (h *handler) pageData(doc Document, n int, f filter, q url.Values) pageData {
+func (h *handler) pageData(doc document, n int, f filter, q url.Values) pageData {
 	// The filters offer every name known, not only those the current
 	// filters let through, so that one can switch without resetting.
 	seen := doc.Events
 	if f != (filter{}) {
-		seen = h.src.Recent(MaxLimit)
+		seen = h.src.Recent(maxLimit)
 	}
 	topics, groups := map[string]bool{}, map[string]bool{}
 	for _, t := range doc.Topology.Topics {
@@ -342,7 +309,7 @@ func (h *handler) pageData(doc Document, n int, f filter, q url.Values) pageData
 	}
 	jq.Set("format", "json")
 	return pageData{
-		Document: doc, Limit: n, Filter: f,
+		document: doc, Limit: n, Filter: f,
 		Topics: sortedNames(topics), Groups: sortedNames(groups),
 		JSONQuery: "?" + jq.Encode(), HiddenN: q.Get("n"),
 		traceTemplate: h.cfg.traceURL,
@@ -415,7 +382,7 @@ select{max-width:16em}
 </head>
 <body>
 <h1>EventStream debug page</h1>
-<p>One event bus in this process: its recent events, its stats per topic and consumer group, and its topology (topics, consumer groups, subscriptions), all read from the bus's own traces and metrics.</p>
+<p>One event bus in this process: its recent events, its stats per topic and consumer group, and its topology (topics, consumer groups, subscriptions), read from the bus's own measurements, the same that feed its spans and metrics.</p>
 <p class="muted">As of {{clock .Time}} · <a href="{{.JSONQuery}}">this page as JSON</a></p>
 
 <form id="controls" method="get">
@@ -442,11 +409,11 @@ select{max-width:16em}
 </ul>{{else}}<p class="muted">no topics</p>{{end}}
 
 <h2>Recent events <span class="muted">({{len .Events}} shown, newest first, up to {{.Limit}}{{with .Filter.Topic}}; topic {{.}}{{end}}{{with .Filter.Group}}; group {{.}}{{end}}{{with .Filter.Status}}; status {{.}}{{end}})</span></h2>
-<p class="muted">A send is one Emit; a process is one attempt of one consumer group's handler. An event's send and its attempts share a trace id.</p>
+<p class="muted">Newest first. A send is one Emit; a process is one attempt of one consumer group's handler. An event's send and its attempts share a trace id when a tracer records them.</p>
 <div class="scroll"><table id="events">
 <colgroup><col style="width:8.8em"><col style="width:7em"><col style="width:11%"><col style="width:10%"><col style="width:9%"><col style="width:6.2em"><col style="width:4.8em"><col style="width:6em"><col style="width:11em"><col style="width:11em"><col></colgroup>
 <tr><th>start</th><th>operation</th><th>topic</th><th>group</th><th>subscription</th><th>attempt</th><th>status</th><th>duration</th><th>event id</th><th>trace id</th><th>error</th></tr>
-{{range .Events}}<tr{{if eq .Status "error"}} class="failed"{{end}}><td class="t">{{clock .Start}}</td><td>{{.Operation}}</td><td>{{.Topic}}</td><td>{{.Group}}</td><td>{{.Subscription}}</td><td class="n">{{if .Attempt}}{{.Attempt}}{{end}}</td><td class="{{.Status}}">{{.Status}}</td><td class="n">{{dur .Duration}}</td><td class="id" title="{{.EventID}}"><code>{{.EventID}}</code></td>{{$id := .TraceID}}<td class="id" title="{{$id}}">{{with $.TraceLink $id}}<a href="{{.}}" target="_blank" rel="noopener"><code>{{$id}}</code></a>{{else}}<code>{{$id}}</code>{{end}}</td><td>{{.Error}}</td></tr>
+{{range .Events}}<tr{{if eq .Status "error"}} class="failed"{{end}}><td class="t">{{clock .Start}}</td><td>{{.Operation}}</td><td>{{.Topic}}</td><td>{{.Group}}</td><td>{{.Subscription}}</td><td class="n">{{if .Attempt}}{{.Attempt}}{{end}}</td><td class="{{.Status}}">{{.Status}}</td><td class="n">{{dur .Duration}}</td><td class="id" title="{{.EventID}}"><code>{{.EventID}}</code></td>{{$id := .TraceID}}{{if $id}}<td class="id" title="{{$id}}">{{with $.TraceLink $id}}<a href="{{.}}" target="_blank" rel="noopener"><code>{{$id}}</code></a>{{else}}<code>{{$id}}</code>{{end}}</td>{{else}}<td class="muted" title="no span was recorded: no tracer that records is set up">–</td>{{end}}<td>{{.Error}}</td></tr>
 {{else}}<tr><td colspan="11" class="muted">no events{{if or .Filter.Topic .Filter.Group .Filter.Status}} match the filters{{else}} yet{{end}}</td></tr>{{end}}
 </table></div>
 <script>

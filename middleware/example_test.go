@@ -156,9 +156,9 @@ func ExampleLogging() {
 		return errors.New("payment declined")
 	})
 	e := &event.Event{ID: "0190a3c2-0000-7000-8000-000000000001", Topic: "payments"}
-	_ = h(event.WithAttempt(context.Background(), 2), e)
+	_ = h(context.Background(), e)
 	// Output:
-	// {"level":"WARN","msg":"eventstream: event failed","topic":"payments","event_id":"0190a3c2-0000-7000-8000-000000000001","attempt":2,"error":"payment declined"}
+	// {"level":"WARN","msg":"eventstream: event failed","topic":"payments","event_id":"0190a3c2-0000-7000-8000-000000000001","attempt":1,"error":"payment declined"}
 }
 
 func ExampleTimeout() {

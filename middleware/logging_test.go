@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"libx.net/eventstream/event"
+	"libx.net/eventstream/internal/eventmeta"
 	"libx.net/eventstream/middleware"
 )
 
@@ -37,7 +38,7 @@ func TestLoggingFailure(t *testing.T) {
 	h := middleware.Logging(jsonLogger(&buf, slog.LevelDebug))(func(context.Context, *event.Event) error {
 		return errBoom
 	})
-	if err := h(event.WithAttempt(context.Background(), 3), e); err != errBoom {
+	if err := h(eventmeta.WithAttempt(context.Background(), 3), e); err != errBoom {
 		t.Fatalf("err = %v, want the handler's error unchanged", err)
 	}
 	recs := records(t, &buf)

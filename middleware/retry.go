@@ -8,7 +8,10 @@ import (
 	"math/rand/v2"
 	"time"
 
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+
 	"libx.net/eventstream/event"
+	"libx.net/eventstream/internal/eventmeta"
 )
 
 // Backoff names how the delay between attempts grows.
@@ -205,7 +208,7 @@ func (r *retrier) middleware(next event.Handler) event.Handler {
 		for attempt := 1; ; attempt++ {
 			actx := ctx
 			if attempt > 1 { // attempt 1 is event.Attempt's default: no allocation
-				actx = event.WithAttempt(ctx, attempt)
+				actx = eventmeta.WithAttempt(ctx, attempt)
 			}
 			err := next(actx, e)
 			if err == nil {
@@ -258,6 +261,11 @@ type permanentError struct{ err error }
 
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
+
+// ErrorType makes error.type (on spans, metrics and the dead-letter header)
+// name what failed, the wrapped error, rather than the marker: semconv's
+// ErrorType finds this method in the chain.
+func (e *permanentError) ErrorType() string { return semconv.ErrorType(e.err).Value.AsString() }
 
 func invalidPolicy(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidRetryPolicy}, args...)...)

@@ -2,7 +2,6 @@ package telemetry_test
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 
@@ -30,15 +29,4 @@ func ExampleNewLogHandler() {
 	// Output:
 	// level=INFO msg=handled topic=orders trace_id=4bf92f3577b34da6a3ce929d0e0e4736 span_id=00f067aa0ba902b7
 	// level=INFO msg="no span"
-}
-
-func ExampleErrorType() {
-	_, err := os.Open("/does/not/exist")
-	fmt.Println(telemetry.ErrorType(err))
-	fmt.Println(telemetry.ErrorType(fmt.Errorf("handler: %w", context.Canceled)))
-	fmt.Println(telemetry.ErrorType(nil))
-	// Output:
-	// *fs.PathError
-	// context.Canceled
-	// _OTHER
 }

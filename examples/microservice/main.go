@@ -119,7 +119,6 @@ func run(ctx context.Context, service string, brokers []string, metricsAddr stri
 	bus, err := eventstream.New(cfg,
 		eventstream.WithTracerProvider(obs.TracerProvider),
 		eventstream.WithMeterProvider(obs.MeterProvider),
-		eventstream.WithStatsReader(obs.Stats),
 		eventstream.WithLogger(obs.Logger),
 		eventstream.WithMiddleware(tenant.Middleware),
 	)

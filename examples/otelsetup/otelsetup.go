@@ -26,7 +26,6 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 
-	"libx.net/eventstream/history"
 	"libx.net/eventstream/telemetry"
 )
 
@@ -35,9 +34,6 @@ type Setup struct {
 	TracerProvider *sdktrace.TracerProvider
 	MeterProvider  *sdkmetric.MeterProvider
 	Logger         *slog.Logger
-	// Stats lets the bus's GetStats and debug page read MeterProvider:
-	// pass it with eventstream.WithStatsReader.
-	Stats *history.StatsReader
 	// Mux serves /metrics; mount more (e.g. /debug/eventstream/) on it.
 	Mux *http.ServeMux
 	// BaseURL is where Mux is served, e.g. "http://127.0.0.1:9464"; empty
@@ -82,9 +78,7 @@ func Start(ctx context.Context, service, metricsAddr string) (*Setup, error) {
 	if err != nil {
 		return nil, err
 	}
-	stats := history.NewStatsReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res),
-		sdkmetric.WithReader(promExp), sdkmetric.WithReader(stats.Reader()))
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(promExp))
 
 	otel.SetTracerProvider(tp)
 	otel.SetMeterProvider(mp)
@@ -97,7 +91,7 @@ func Start(ctx context.Context, service, metricsAddr string) (*Setup, error) {
 	// OpenMetrics, so that the exemplars on latency buckets (trace ids)
 	// reach Prometheus and Grafana can jump from a bucket to the trace.
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
-	s := &Setup{TracerProvider: tp, MeterProvider: mp, Logger: logger, Stats: stats, Mux: mux, TraceEndpoint: endpoint}
+	s := &Setup{TracerProvider: tp, MeterProvider: mp, Logger: logger, Mux: mux, TraceEndpoint: endpoint}
 	if metricsAddr != "" {
 		ln, err := net.Listen("tcp", metricsAddr)
 		if err != nil {

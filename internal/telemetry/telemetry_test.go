@@ -1,4 +1,4 @@
-package middleware_test
+package telemetry_test
 
 import (
 	"bytes"
@@ -13,26 +13,31 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+
 	"libx.net/eventstream/event"
+	"libx.net/eventstream/internal/eventmeta"
+	itel "libx.net/eventstream/internal/telemetry"
 	"libx.net/eventstream/middleware"
 	"libx.net/eventstream/telemetry"
 )
 
 type rig struct {
-	tel *telemetry.Telemetry
+	tel *itel.Telemetry
 	sr  *tracetest.SpanRecorder
 	rd  *sdkmetric.ManualReader
-	sub *telemetry.Subscription
+	sub *itel.Subscription
 }
 
-func newRig(t testing.TB, system string, opts ...telemetry.Option) *rig {
+// newRig builds the telemetry of a bus of the given system over SDK
+// providers that record everything, with history and stats on.
+func newRig(t testing.TB, system string, edit ...func(*itel.Config)) *rig {
 	t.Helper()
 	sr := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
@@ -42,25 +47,33 @@ func newRig(t testing.TB, system string, opts ...telemetry.Option) *rig {
 		_ = tp.Shutdown(context.Background())
 		_ = mp.Shutdown(context.Background())
 	})
-	tel, err := telemetry.New(append([]telemetry.Option{telemetry.WithTracerProvider(tp), telemetry.WithMeterProvider(mp)}, opts...)...)
+	cfg := itel.Config{TracerProvider: tp, MeterProvider: mp, System: system,
+		InProcess: system == telemetry.SystemMemory, History: 100, Stats: true}
+	for _, f := range edit {
+		f(&cfg)
+	}
+	tel, err := itel.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub := tel.Subscription(event.SubscriptionInfo{Topic: "orders", Group: "billing", Name: "billing#1", System: system})
-	return &rig{tel: tel, sr: sr, rd: rd, sub: sub}
+	return &rig{tel: tel, sr: sr, rd: rd, sub: tel.Subscription("orders", "billing", "billing#1", false)}
 }
 
-// emit runs the emit chain (tracing → metrics → transport) for e.
-func (r *rig) emit(ctx context.Context, system string, e *event.Event, transport event.Handler) error {
-	return event.Chain(transport, middleware.EmitTracing(r.tel, system), middleware.EmitMetrics(r.tel, system))(ctx, e)
+// emit runs the emit chain's measurement point, then transport, for e.
+func (r *rig) emit(ctx context.Context, e *event.Event, transport event.Handler) error {
+	return event.Chain(transport, r.tel.Emit())(ctx, e)
 }
 
 // process runs one attempt of the consume chain's inner part.
 func (r *rig) process(ctx context.Context, e *event.Event, attempt int, h event.Handler) error {
+	return processWith(r.sub, ctx, e, attempt, h)
+}
+
+func processWith(sub *itel.Subscription, ctx context.Context, e *event.Event, attempt int, h event.Handler) error {
 	if attempt > 1 {
-		ctx = event.WithAttempt(ctx, attempt)
+		ctx = eventmeta.WithAttempt(ctx, attempt)
 	}
-	return event.Chain(h, middleware.ProcessTracing(r.sub), middleware.ProcessMetrics(r.sub), middleware.Recover())(ctx, e)
+	return event.Chain(h, sub.Process, middleware.Recover())(ctx, e)
 }
 
 func nop(context.Context, *event.Event) error { return nil }
@@ -91,11 +104,11 @@ func wantAttrs(t *testing.T, s sdktrace.ReadOnlySpan, want map[string]any) {
 func TestSendProcessOneTrace(t *testing.T) {
 	r := newRig(t, telemetry.SystemMemory)
 	e := event.New("orders", map[string]int{"n": 1})
-	if err := r.emit(context.Background(), "memory", e, nop); err != nil {
+	if err := r.emit(context.Background(), e, nop); err != nil {
 		t.Fatal(err)
 	}
-	if e.Headers["traceparent"] == "" {
-		t.Fatalf("no traceparent in headers %v", e.Headers)
+	if len(e.Headers) != 0 {
+		t.Fatalf("memory mode wrote headers %v: the creation context rides on the event", e.Headers)
 	}
 	if err := r.process(context.Background(), e, 1, nop); err != nil {
 		t.Fatal(err)
@@ -114,10 +127,10 @@ func TestSendProcessOneTrace(t *testing.T) {
 	if proc.Parent().SpanID() != send.SpanContext().SpanID() || proc.SpanContext().TraceID() != send.SpanContext().TraceID() {
 		t.Errorf("process parent %v, want send %v", proc.Parent(), send.SpanContext())
 	}
-	if !proc.Parent().IsRemote() {
-		t.Error("process parent should be the remote (propagated) creation context")
+	if proc.Parent().IsRemote() {
+		t.Error("in one process the parent is the local send span, not a remote one")
 	}
-	if s := send.InstrumentationScope(); s.Name != telemetry.ScopeName || s.Version != telemetry.ScopeVersion || s.SchemaURL != telemetry.SemConvSchemaURL {
+	if s := send.InstrumentationScope(); s.Name != telemetry.ScopeName || s.Version != telemetry.ScopeVersion || s.SchemaURL != semconv.SchemaURL {
 		t.Errorf("scope %+v", s)
 	}
 	wantAttrs(t, send, map[string]any{
@@ -138,10 +151,10 @@ func TestSendProcessOneTrace(t *testing.T) {
 }
 
 func TestKafkaAttributes(t *testing.T) {
-	r := newRig(t, telemetry.SystemKafka, telemetry.WithServerAddress("broker1", 9092))
+	r := newRig(t, telemetry.SystemKafka, func(c *itel.Config) { c.ServerAddress, c.ServerPort = "broker1", 9092 })
 	e := event.New("orders", 1)
 	e.Key = "cust-7"
-	err := r.emit(context.Background(), "kafka", e, func(ctx context.Context, e *event.Event) error {
+	err := r.emit(context.Background(), e, func(ctx context.Context, e *event.Event) error {
 		e.Record = &event.Record{Partition: 2, Offset: 41}
 		return nil
 	})
@@ -163,7 +176,7 @@ func TestKafkaAttributes(t *testing.T) {
 func TestRetriedEventIsOneTrace(t *testing.T) {
 	r := newRig(t, telemetry.SystemMemory)
 	e := event.New("orders", 1)
-	_ = r.emit(context.Background(), "memory", e, nop)
+	_ = r.emit(context.Background(), e, nop)
 	boom := errors.New("boom")
 	fail := func(context.Context, *event.Event) error { return boom }
 	if err := r.process(context.Background(), e, 1, fail); !errors.Is(err, boom) {
@@ -199,29 +212,28 @@ func TestRetriedEventIsOneTrace(t *testing.T) {
 func TestDeadLetterSendJoinsOriginalTrace(t *testing.T) {
 	r := newRig(t, telemetry.SystemMemory)
 	e := event.New("orders", 1)
-	_ = r.emit(context.Background(), "memory", e, nop)
-	// The bus's dead-letter path: extract the creation context, emit the DLQ event with it.
-	orig := r.tel.Propagator().Extract(context.Background(), propagation.MapCarrier(e.Headers))
+	_ = r.emit(context.Background(), e, nop)
+	// The bus's dead-letter path: the creation context, then the DLQ event's emit under it.
+	orig := r.tel.WithCreation(context.Background(), e)
 	dlq := event.New("orders.dlq", 1)
-	dlq.Headers = map[string]string{}
-	for k, v := range e.Headers {
-		dlq.Headers[k] = v
-	}
-	_ = r.emit(orig, "memory", dlq, nop)
+	_ = r.emit(orig, dlq, nop)
 	spans := r.sr.Ended()
 	if spans[1].Name() != "send orders.dlq" || spans[1].Parent().SpanID() != spans[0].SpanContext().SpanID() ||
 		spans[1].SpanContext().TraceID() != spans[0].SpanContext().TraceID() {
 		t.Errorf("dlq send span %q parent %v, want child of %v", spans[1].Name(), spans[1].Parent(), spans[0].SpanContext())
 	}
-	if dlq.Headers["traceparent"] == e.Headers["traceparent"] {
-		t.Error("dlq headers should carry the dlq send span")
-	}
+}
+
+// ambientSpan starts a span, recorded by the rig, that is not the event's.
+func ambientSpan(r *rig) (context.Context, trace.Span) {
+	var tp trace.TracerProvider = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(r.sr))
+	return tp.Tracer("ambient").Start(context.Background(), "ambient")
 }
 
 func TestLinksOnly(t *testing.T) {
-	r := newRig(t, telemetry.SystemMemory, telemetry.WithLinksOnly())
+	r := newRig(t, telemetry.SystemMemory, func(c *itel.Config) { c.LinksOnly = true })
 	e := event.New("orders", 1)
-	_ = r.emit(context.Background(), "memory", e, nop)
+	_ = r.emit(context.Background(), e, nop)
 	_ = r.process(context.Background(), e, 1, nop)
 	spans := r.sr.Ended()
 	send, proc := spans[0], spans[1]
@@ -236,8 +248,8 @@ func TestLinksOnly(t *testing.T) {
 func TestAmbientSpanBecomesLink(t *testing.T) {
 	r := newRig(t, telemetry.SystemMemory)
 	e := event.New("orders", 1)
-	_ = r.emit(context.Background(), "memory", e, nop)
-	ctx, amb := r.tel.Tracer().Start(context.Background(), "ambient")
+	_ = r.emit(context.Background(), e, nop)
+	ctx, amb := ambientSpan(r)
 	_ = r.process(ctx, e, 1, nop)
 	amb.End()
 	spans := r.sr.Ended()
@@ -261,7 +273,7 @@ func TestMalformedOrAbsentTraceparent(t *testing.T) {
 			r := newRig(t, telemetry.SystemMemory)
 			e := event.New("orders", 1)
 			e.Headers = headers
-			ctx, amb := r.tel.Tracer().Start(context.Background(), "ambient")
+			ctx, amb := ambientSpan(r)
 			called := false
 			err := r.process(ctx, e, 1, func(ctx context.Context, _ *event.Event) error {
 				called = trace.SpanContextFromContext(ctx).IsValid()
@@ -290,7 +302,7 @@ func TestBaggageReachesHandler(t *testing.T) {
 	m, _ := baggage.NewMember("tenant", "acme")
 	b, _ := baggage.New(m)
 	e := event.New("orders", 1)
-	_ = r.emit(baggage.ContextWithBaggage(context.Background(), b), "memory", e, nop)
+	_ = r.emit(baggage.ContextWithBaggage(context.Background(), b), e, nop)
 	var got string
 	_ = r.process(context.Background(), e, 1, func(ctx context.Context, _ *event.Event) error {
 		got = baggage.FromContext(ctx).Member("tenant").Value()
@@ -342,7 +354,7 @@ func TestLogsCarryTraceIDs(t *testing.T) {
 	var buf bytes.Buffer
 	log := slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(&buf, nil)))
 	e := event.New("orders", 1)
-	_ = r.emit(context.Background(), "memory", e, nop)
+	_ = r.emit(context.Background(), e, nop)
 	_ = r.process(context.Background(), e, 1, func(ctx context.Context, _ *event.Event) error {
 		log.InfoContext(ctx, "handled")
 		return nil
@@ -362,17 +374,17 @@ func TestMetrics(t *testing.T) {
 			t.Error("want error")
 		}
 		return r.process(ctx, e, 2, nop)
-	}, middleware.ConsumeMetrics(r.sub))
+	}, r.sub.Consume)
 	for range 3 {
 		e := event.New("orders", 1)
-		if err := r.emit(context.Background(), "memory", e, nop); err != nil {
+		if err := r.emit(context.Background(), e, nop); err != nil {
 			t.Fatal(err)
 		}
 		if err := consume(context.Background(), e); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_ = r.emit(context.Background(), "memory", event.New("orders", 1), func(context.Context, *event.Event) error { return boom })
+	_ = r.emit(context.Background(), event.New("orders", 1), func(context.Context, *event.Event) error { return boom })
 
 	var rm metricdata.ResourceMetrics
 	if err := r.rd.Collect(context.Background(), &rm); err != nil {
@@ -438,7 +450,7 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s: %d points, want %d", name, len(h.DataPoints), len(want))
 		}
 		for _, dp := range h.DataPoints {
-			if !slices.Equal(dp.Bounds, telemetry.DurationBuckets) {
+			if !slices.Equal(dp.Bounds, itel.DurationBuckets) {
 				t.Errorf("%s bounds %v", name, dp.Bounds)
 			}
 			for set, n := range want {
@@ -474,8 +486,8 @@ func TestNoExemplarWhenNotSampled(t *testing.T) {
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(rd))
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))
 	defer func() { _ = mp.Shutdown(context.Background()); _ = tp.Shutdown(context.Background()) }()
-	tel, _ := telemetry.New(telemetry.WithTracerProvider(tp), telemetry.WithMeterProvider(mp))
-	_ = event.Chain(nop, middleware.EmitTracing(tel, "memory"), middleware.EmitMetrics(tel, "memory"))(context.Background(), event.New("t", 1))
+	tel, _ := itel.New(itel.Config{TracerProvider: tp, MeterProvider: mp, System: "memory", InProcess: true})
+	_ = event.Chain(nop, tel.Emit())(context.Background(), event.New("t", 1))
 	var rm metricdata.ResourceMetrics
 	_ = rd.Collect(context.Background(), &rm)
 	for _, sm := range rm.ScopeMetrics {
@@ -497,16 +509,16 @@ func TestNoExemplarWhenNotSampled(t *testing.T) {
 // must each keep their own attributes and links.
 func TestPooledStartOptionsConcurrent(t *testing.T) {
 	r := newRig(t, telemetry.SystemMemory)
-	kafkaSub := r.tel.Subscription(event.SubscriptionInfo{Topic: "orders", Group: "billing", Name: "billing#1", System: telemetry.SystemKafka})
+	kr := newRig(t, telemetry.SystemKafka)
 	const workers, per = 4, 200
 	errs := make(chan error, workers)
 	for w := 0; w < workers; w++ {
 		go func() {
 			for i := 0; i < per; i++ {
 				e := event.New("orders", i)
-				system, sub := telemetry.SystemMemory, r.sub
+				rr := r
 				if i%2 == 1 {
-					system, sub = telemetry.SystemKafka, kafkaSub
+					rr = kr
 					e.Record = &event.Record{Partition: int32(i % 3), Offset: int64(i)}
 					if i%4 == 1 {
 						e.Key = "k-" + e.ID
@@ -517,11 +529,11 @@ func TestPooledStartOptionsConcurrent(t *testing.T) {
 					ctx = trace.ContextWithSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{
 						TraceID: trace.TraceID{1}, SpanID: trace.SpanID{byte(i + 1)}, TraceFlags: trace.FlagsSampled}))
 				}
-				if err := r.emit(context.Background(), system, e, nop); err != nil {
+				if err := rr.emit(context.Background(), e, nop); err != nil {
 					errs <- err
 					return
 				}
-				if err := event.Chain(nop, middleware.ProcessTracing(sub))(ctx, e); err != nil {
+				if err := event.Chain(nop, rr.sub.Process)(ctx, e); err != nil {
 					errs <- err
 					return
 				}
@@ -534,20 +546,20 @@ func TestPooledStartOptionsConcurrent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	spans := r.sr.Ended()
+	spans := append(r.sr.Ended(), kr.sr.Ended()...)
 	if len(spans) != 2*workers*per {
 		t.Fatalf("%d spans, want %d", len(spans), 2*workers*per)
 	}
 	sendOf := map[string]sdktrace.ReadOnlySpan{}
 	for _, s := range spans {
 		if s.SpanKind() == trace.SpanKindProducer {
-			sendOf[attrMap(s.Attributes())[telemetry.KeyMessageID].AsString()] = s
+			sendOf[attrMap(s.Attributes())[semconv.MessagingMessageIDKey].AsString()] = s
 		}
 	}
 	for _, s := range spans {
 		a := attrMap(s.Attributes())
-		id := a[telemetry.KeyMessageID].AsString()
-		kafka := a[telemetry.KeySystem].AsString() == telemetry.SystemKafka
+		id := a[semconv.MessagingMessageIDKey].AsString()
+		kafka := a[semconv.MessagingSystemKey].AsString() == telemetry.SystemKafka
 		wantN := 5 // send: system, operation type/name, destination, message id
 		if kafka {
 			wantN += 2 // partition, offset (on send: after publish)
@@ -562,7 +574,7 @@ func TestPooledStartOptionsConcurrent(t *testing.T) {
 				t.Errorf("process span of %s has %d links", id, len(s.Links()))
 			}
 		}
-		if k, ok := a[telemetry.KeyKafkaMessageKey]; ok {
+		if k, ok := a[semconv.MessagingKafkaMessageKeyKey]; ok {
 			if k.AsString() != "k-"+id {
 				t.Fatalf("span of %s has key %q", id, k.AsString())
 			}

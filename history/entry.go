@@ -1,0 +1,34 @@
+// Package history is the view of an event bus that a person reads: the
+// most recent send and process operations (Entry), figures per topic and
+// consumer group (Stats), and an HTTP page and JSON API showing both with
+// the bus's topology (Handler).
+//
+// The bus fills them from the same measurements that feed its spans and
+// metrics, so what they show agrees with a trace viewer and a dashboard.
+package history
+
+import "time"
+
+// Entry is one recent send or process operation.
+type Entry struct {
+	EventID      string        `json:"event_id"`
+	Topic        string        `json:"topic"`
+	Group        string        `json:"group,omitempty"`        // process entries
+	Subscription string        `json:"subscription,omitempty"` // process entries
+	Operation    string        `json:"operation"`              // "send" or "process"
+	Attempt      int           `json:"attempt,omitempty"`      // process entries, from 1
+	Start        time.Time     `json:"start"`
+	Duration     time.Duration `json:"duration_ns"`
+	Status       string        `json:"status"` // StatusOK or StatusError
+	Error        string        `json:"error,omitempty"`
+	// TraceID and SpanID are those of the operation's span when one was
+	// recorded (a tracer that records is set up), empty otherwise.
+	TraceID string `json:"trace_id"`
+	SpanID  string `json:"span_id"`
+}
+
+// Entry.Status values.
+const (
+	StatusOK    = "ok"
+	StatusError = "error"
+)

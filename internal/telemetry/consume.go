@@ -1,0 +1,243 @@
+package telemetry
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+
+	"libx.net/eventstream/event"
+	"libx.net/eventstream/internal/eventmeta"
+	"libx.net/eventstream/telemetry"
+)
+
+// Subscription is the telemetry of one subscription: its group's series,
+// its process span name and static attributes, built once.
+type Subscription struct {
+	t       *Telemetry
+	g       *groupSeries
+	labels  labels
+	private bool
+
+	spanName  string
+	spanAttrs []attribute.KeyValue // system, operation type/name, destination, group, subscription
+	queueObs  metric.ObserveOption // base set + subscription
+}
+
+// Subscription returns the telemetry of subscription name of group on
+// topic; private says the group is the subscription's alone.
+func (t *Telemetry) Subscription(topic, group, name string, private bool) *Subscription {
+	g := t.reg.group(topic, group)
+	s := &Subscription{
+		t: t, g: g, private: private,
+		labels:   labels{topic: topic, group: group, subscription: name},
+		spanName: telemetry.OperationProcess + " " + topic,
+		spanAttrs: []attribute.KeyValue{
+			semconv.MessagingSystemKey.String(t.system),
+			semconv.MessagingOperationTypeKey.String(telemetry.OperationProcess),
+			semconv.MessagingOperationName(telemetry.OperationProcess),
+			semconv.MessagingDestinationName(topic),
+			semconv.MessagingConsumerGroupName(group),
+			keySubscription.String(name),
+		},
+	}
+	s.queueObs = metric.WithAttributeSet(attribute.NewSet(
+		append(g.baseKVs[:len(g.baseKVs):len(g.baseKVs)], keySubscription.String(name))...))
+	return s
+}
+
+// Forget drops the series of a subscription without a group when it ends
+// (its counts move to the EndedPrivateGroups series); for a named group it
+// does nothing, as the group's totals outlive its members.
+func (s *Subscription) Forget() {
+	if s.private {
+		s.t.reg.forget(s.g)
+	}
+}
+
+// Consume returns the consume chain's measurement point for whole
+// deliveries, outside retry: it counts messaging.client.consumed.messages,
+// records eventstream.delivery.latency (the event's age when processing
+// starts; an emit time ahead of the clock counts as clock skew and records
+// 0) and keeps eventstream.in_flight up while the delivery, retries
+// included, is under way.
+func (s *Subscription) Consume(next event.Handler) event.Handler {
+	t, g := s.t, s.g
+	return func(ctx context.Context, e *event.Event) error {
+		counting := t.counting()
+		if counting {
+			g.consumed.Add(1)
+			g.inFlight.Add(1)
+			// Deferred, so that a handler that ends its goroutine
+			// (runtime.Goexit) does not leave the event in flight.
+			defer g.inFlight.Add(-1)
+		}
+		if !e.Time.IsZero() {
+			histOn := t.inst.deliveryLatency.Enabled(ctx)
+			if histOn || t.stats {
+				d := time.Since(e.Time)
+				if d < 0 {
+					d = 0
+					if counting {
+						g.skewed.Add(1)
+					}
+				}
+				if t.stats {
+					g.delivery.record(d)
+				}
+				if histOn {
+					t.inst.deliveryLatency.Record(ctx, d.Seconds(), g.baseRec...)
+				}
+			}
+		}
+		return next(ctx, e)
+	}
+}
+
+// Process returns the consume chain's measurement point for each handler
+// attempt, inside retry: the process span ("process {topic}", CONSUMER,
+// child of the event's creation context; an ambient span in ctx becomes a
+// link; with LinksOnly a new root linked to the creation context), with
+// the creation context's baggage in the handler's ctx;
+// messaging.process.duration (error.type on failure); the history's process
+// entry. A failure sets the span's status and error.type; a recovered panic
+// adds a span event with its stack.
+func (s *Subscription) Process(next event.Handler) event.Handler {
+	t, g := s.t, s.g
+	return func(ctx context.Context, e *event.Event) error {
+		var span trace.Span
+		if t.tracing() {
+			ctx, span = s.startProcess(ctx, e)
+		}
+		histOn := t.inst.processDuration.Enabled(ctx)
+		timed := histOn || t.stats || t.ring != nil
+		var start time.Time
+		if timed {
+			start = time.Now()
+		}
+
+		err := next(ctx, e)
+
+		var dur time.Duration
+		if timed {
+			dur = time.Since(start)
+		}
+		var errType string
+		if err != nil {
+			errType = ErrorType(err)
+		}
+		if t.stats {
+			if err == nil {
+				g.succeeded.Add(1)
+			} else {
+				g.failed.Add(1)
+			}
+			g.process.record(dur)
+		}
+		if histOn {
+			rec := g.procRec
+			if err != nil {
+				rec = g.procErrs.get(errType, g.procKVs).rec
+			}
+			t.inst.processDuration.Record(ctx, dur.Seconds(), rec...)
+		}
+		if t.ring != nil {
+			r := record{labels: &s.labels, op: opProcess, attempt: int32(event.Attempt(ctx)),
+				start: start.UnixNano(), dur: dur}
+			r.setID(e.ID)
+			if err != nil {
+				r.setError(err)
+			}
+			if span != nil && span.IsRecording() {
+				sc := span.SpanContext()
+				r.traceID, r.spanID = sc.TraceID(), sc.SpanID()
+			}
+			t.ring.put(&r)
+		}
+		if span != nil {
+			if err != nil && span.IsRecording() {
+				setError(span, err, errType)
+				addPanicEvent(span, err, errType)
+			}
+			span.End()
+		}
+		return err
+	}
+}
+
+func (s *Subscription) startProcess(ctx context.Context, e *event.Event) (context.Context, trace.Span) {
+	t := s.t
+	ambient := trace.SpanContextFromContext(ctx)
+	base := ctx
+	var creation trace.SpanContext
+	if c := eventmeta.CreationOf(e); c != nil {
+		creation = c.SpanContext
+		if c.Baggage.Len() > 0 {
+			base = baggage.ContextWithBaggage(base, c.Baggage)
+		}
+		if creation.IsValid() && !t.linksOnly {
+			base = trace.ContextWithSpanContext(base, creation)
+		}
+	} else if len(e.Headers) > 0 {
+		if ambient.IsValid() {
+			// Hide the ambient span from Extract, so that "no creation
+			// context" is told apart from "the ambient one".
+			base = trace.ContextWithSpanContext(base, trace.SpanContext{})
+		}
+		base = t.prop.Extract(base, propagation.MapCarrier(e.Headers))
+		creation = trace.SpanContextFromContext(base)
+	}
+
+	sb := getStartBuf()
+	attrs := append(sb.attrs[:0], s.spanAttrs...)
+	attrs = append(attrs, keyAttempt.Int(event.Attempt(ctx)))
+	kafka := !t.inProcess && e.Record != nil
+	if kafka {
+		attrs = appendRecordAttrs(attrs, e.Record)
+	}
+	attrs = appendIDAttrs(attrs, e, kafka)
+	opts := append(sb.opts[:0], spanKindConsumer, sb.attributes(attrs))
+	switch {
+	case !creation.IsValid():
+		opts = append(opts, newRoot)
+	case t.linksOnly:
+		opts = append(opts, newRoot, trace.WithLinks(trace.Link{SpanContext: creation}))
+	}
+	if ambient.IsValid() && !ambient.Equal(creation) {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: ambient}))
+	}
+	ctx, span := t.tracer.Start(base, s.spanName, opts...)
+	sb.put(opts)
+	return ctx, span
+}
+
+// RecordRetry counts a failed attempt that will be retried
+// (eventstream.retries).
+func (s *Subscription) RecordRetry() {
+	if s.t.counting() {
+		s.g.retried.Add(1)
+	}
+}
+
+// RecordDeadLetter counts an event sent to its dead-letter topic
+// (eventstream.dead_letters, with error.type of its last failure).
+func (s *Subscription) RecordDeadLetter(err error) {
+	if s.t.counting() {
+		s.g.dead.get(ErrorType(err), s.g.baseKVs).n.Add(1)
+	}
+}
+
+// ObserveQueueDepth reports f() as the subscription's
+// eventstream.queue.depth at each collection, until unregister is called.
+func (s *Subscription) ObserveQueueDepth(f func() int64) (unregister func()) {
+	g, opt := s.t.inst.queueDepth, s.queueObs
+	return s.t.register(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(g, f(), opt)
+		return nil
+	}, g)
+}

@@ -1,0 +1,4 @@
+package telemetry
+
+// Internals the tests check against.
+var DurationBuckets = durationBuckets[:]

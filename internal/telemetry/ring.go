@@ -1,0 +1,157 @@
+package telemetry
+
+import (
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"libx.net/eventstream/history"
+	"libx.net/eventstream/telemetry"
+)
+
+// ring is the history: the most recent operations in a preallocated ring.
+// Writers take a position with one atomic add and lock only their slot, so
+// that a producer and its consumers never wait for each other; a reader
+// locks one slot at a time.
+type ring struct {
+	pos   atomic.Uint64 // positions handed out; position p lives in slot (p-1) % len
+	slots []slot
+}
+
+type slot struct {
+	lock atomic.Uint32 // 1 while a writer or a reader holds the slot
+	seq  uint64        // the position written here; 0: never written
+	rec  record
+}
+
+// record is an Entry before formatting. It holds copies of small fields
+// only, never a reference into an event (whose id may be a view of a Kafka
+// fetch buffer): ids of up to idCap bytes are copied into the record, longer
+// ones and error messages are cloned.
+type record struct {
+	labels  *labels // immutable, shared by the operations of a series
+	op      uint8   // opSend or opProcess
+	failed  bool
+	idLen   uint8 // bytes of id used; 0 with longID set
+	attempt int32
+	start   int64 // wall clock, Unix nanoseconds
+	dur     time.Duration
+	id      [idCap]byte
+	longID  string
+	errMsg  string
+	traceID trace.TraceID // zero: no span recorded
+	spanID  trace.SpanID
+}
+
+const (
+	opSend = iota
+	opProcess
+
+	idCap = 36 // a UUID, the ids of events emitted here
+
+	// maxErrorLen bounds the error message kept per entry: a message that
+	// quotes a payload must not make the history hold payloads.
+	maxErrorLen = 512
+)
+
+func newRing(size int) *ring { return &ring{slots: make([]slot, size)} }
+
+// setID copies id into r.
+func (r *record) setID(id string) {
+	if len(id) <= idCap {
+		r.idLen = uint8(copy(r.id[:], id))
+		return
+	}
+	r.longID = strings.Clone(id)
+}
+
+// setError keeps a copy of err's message, cut to maxErrorLen bytes.
+func (r *record) setError(err error) {
+	r.failed = true
+	msg := err.Error()
+	if len(msg) > maxErrorLen {
+		cut := maxErrorLen
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + "…"
+	}
+	r.errMsg = strings.Clone(msg)
+}
+
+func (s *slot) acquire() {
+	for i := 0; !s.lock.CompareAndSwap(0, 1); i++ {
+		if i > 16 {
+			runtime.Gosched()
+		}
+	}
+}
+
+func (s *slot) release() { s.lock.Store(0) }
+
+// put writes rec as the newest entry.
+func (r *ring) put(rec *record) {
+	p := r.pos.Add(1)
+	s := &r.slots[(p-1)%uint64(len(r.slots))]
+	s.acquire()
+	s.seq, s.rec = p, *rec
+	s.release()
+}
+
+// recent returns up to n entries, newest first; all kept when n <= 0. An
+// entry whose writer has taken its position but not yet written it is left
+// out.
+func (r *ring) recent(n int) []history.Entry {
+	size := uint64(len(r.slots))
+	if n <= 0 || uint64(n) > size {
+		n = int(size)
+	}
+	end := r.pos.Load()
+	recs := make([]record, 0, min(uint64(n), end))
+	for p := end; p > 0 && end-p < size && len(recs) < n; p-- {
+		s := &r.slots[(p-1)%size]
+		s.acquire()
+		ok := s.seq == p
+		if ok {
+			recs = append(recs, s.rec)
+		}
+		s.release()
+	}
+	out := make([]history.Entry, len(recs))
+	for i := range recs {
+		out[i] = recs[i].entry()
+	}
+	return out
+}
+
+func (r *record) entry() history.Entry {
+	e := history.Entry{
+		Topic:    r.labels.topic,
+		Start:    time.Unix(0, r.start),
+		Duration: r.dur,
+		Status:   history.StatusOK,
+		Error:    r.errMsg,
+	}
+	if r.longID != "" {
+		e.EventID = r.longID
+	} else {
+		e.EventID = string(r.id[:r.idLen])
+	}
+	if r.op == opProcess {
+		e.Operation = telemetry.OperationProcess
+		e.Group, e.Subscription, e.Attempt = r.labels.group, r.labels.subscription, int(r.attempt)
+	} else {
+		e.Operation = telemetry.OperationSend
+	}
+	if r.failed {
+		e.Status = history.StatusError
+	}
+	if r.traceID.IsValid() {
+		e.TraceID, e.SpanID = r.traceID.String(), r.spanID.String()
+	}
+	return e
+}
