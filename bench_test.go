@@ -8,6 +8,9 @@ import (
 	"sync/atomic"
 	"testing"
 
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
 	"libx.net/eventstream"
 	"libx.net/eventstream/event"
 )
@@ -60,10 +63,24 @@ func BenchmarkChannelHandoffNewEvent(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
-// BenchmarkMemoryDelivered measures Emit→handler, end to end: the clock
-// stops when the handler has seen every event.
+// BenchmarkMemoryDelivered measures Emit→handler, end to end, with
+// telemetry absent (WithoutTelemetry): the clock stops when the handler has
+// seen every event.
 func BenchmarkMemoryDelivered(b *testing.B) {
 	benchDelivered(b, benchBus(b), nil)
+}
+
+// BenchmarkMemoryDeliveredDefault is the bus as DefaultConfig() makes it,
+// with OpenTelemetry not set up: history and stats on, fed by the bus's own
+// measurements.
+func BenchmarkMemoryDeliveredDefault(b *testing.B) {
+	benchDelivered(b, defaultBus(b), nil)
+}
+
+// BenchmarkMemoryDeliveredNoop: no-op providers passed in, history and
+// stats off — telemetry present but nobody looking.
+func BenchmarkMemoryDeliveredNoop(b *testing.B) {
+	benchDelivered(b, noopBus(b), nil)
 }
 
 // benchDelivered emits b.N events to one subscriber and stops the clock
@@ -98,13 +115,21 @@ func benchDelivered(b *testing.B, bus eventstream.EventBus, before func()) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
-// BenchmarkMemoryEmit measures Emit alone, with a subscriber draining.
-func BenchmarkMemoryEmit(b *testing.B) { benchEmit(b, "") }
+// BenchmarkMemoryEmit measures Emit alone, telemetry absent, with a
+// subscriber draining.
+func BenchmarkMemoryEmit(b *testing.B) { benchEmit(b, benchBus(b), "") }
+
+// BenchmarkMemoryEmitDefault is Emit on the bus DefaultConfig() makes, with
+// OpenTelemetry not set up.
+func BenchmarkMemoryEmitDefault(b *testing.B) { benchEmit(b, defaultBus(b), "") }
+
+// BenchmarkMemoryEmitNoop is Emit with no-op providers, history and stats
+// off.
+func BenchmarkMemoryEmitNoop(b *testing.B) { benchEmit(b, noopBus(b), "") }
 
 // benchEmit measures Emit to one subscriber per group given ("" is a
 // subscription without a group).
-func benchEmit(b *testing.B, groups ...string) {
-	bus := benchBus(b)
+func benchEmit(b *testing.B, bus eventstream.EventBus, groups ...string) {
 	for _, g := range groups {
 		var opts []eventstream.SubscribeOption
 		if g != "" {
@@ -148,12 +173,35 @@ func liveHeap() uint64 {
 	return m.HeapAlloc
 }
 
+// benchBus is a bus with telemetry absent: the baseline the telemetry's
+// cost is measured against.
 func benchBus(b *testing.B, opts ...eventstream.Option) eventstream.EventBus {
 	b.Helper()
 	cfg := eventstream.DefaultConfig()
-	cfg.Memory.EnableHistory = false
-	cfg.Memory.EnableMetrics = false
-	bus, err := eventstream.New(cfg, append([]eventstream.Option{eventstream.WithoutTelemetry(), eventstream.WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
+	cfg.Memory.DisableHistory = true
+	cfg.Memory.DisableMetrics = true
+	return newBenchBus(b, cfg, append([]eventstream.Option{eventstream.WithoutTelemetry()}, opts...)...)
+}
+
+// defaultBus is DefaultConfig()'s bus; the otel globals are not set in
+// this package's tests, so they are the no-op placeholders.
+func defaultBus(b *testing.B) eventstream.EventBus {
+	return newBenchBus(b, eventstream.DefaultConfig())
+}
+
+// noopBus has telemetry on, over no-op providers, with history and stats
+// off.
+func noopBus(b *testing.B) eventstream.EventBus {
+	cfg := eventstream.DefaultConfig()
+	cfg.Memory.DisableHistory = true
+	cfg.Memory.DisableMetrics = true
+	return newBenchBus(b, cfg, eventstream.WithTracerProvider(tracenoop.NewTracerProvider()),
+		eventstream.WithMeterProvider(metricnoop.NewMeterProvider()))
+}
+
+func newBenchBus(b *testing.B, cfg *eventstream.Config, opts ...eventstream.Option) eventstream.EventBus {
+	b.Helper()
+	bus, err := eventstream.New(cfg, append([]eventstream.Option{eventstream.WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -164,5 +212,5 @@ func benchBus(b *testing.B, opts ...eventstream.Option) eventstream.EventBus {
 // BenchmarkMemoryEmitThreeGroups: one Emit, three consumer groups, as in
 // the original README's consumer-group example.
 func BenchmarkMemoryEmitThreeGroups(b *testing.B) {
-	benchEmit(b, "notification", "points", "analytics")
+	benchEmit(b, benchBus(b), "notification", "points", "analytics")
 }

@@ -61,40 +61,20 @@ func (s *Subscription) Forget() {
 }
 
 // Consume returns the consume chain's measurement point for whole
-// deliveries, outside retry: it counts messaging.client.consumed.messages,
-// records eventstream.delivery.latency (the event's age when processing
-// starts; an emit time ahead of the clock counts as clock skew and records
-// 0) and keeps eventstream.in_flight up while the delivery, retries
-// included, is under way.
+// deliveries, outside retry: it counts messaging.client.consumed.messages
+// and keeps eventstream.in_flight up while the delivery, retries included,
+// is under way.
 func (s *Subscription) Consume(next event.Handler) event.Handler {
 	t, g := s.t, s.g
 	return func(ctx context.Context, e *event.Event) error {
-		counting := t.counting()
-		if counting {
-			g.consumed.Add(1)
-			g.inFlight.Add(1)
-			// Deferred, so that a handler that ends its goroutine
-			// (runtime.Goexit) does not leave the event in flight.
-			defer g.inFlight.Add(-1)
+		if !t.counting() {
+			return next(ctx, e)
 		}
-		if !e.Time.IsZero() {
-			histOn := t.inst.deliveryLatency.Enabled(ctx)
-			if histOn || t.stats {
-				d := time.Since(e.Time)
-				if d < 0 {
-					d = 0
-					if counting {
-						g.skewed.Add(1)
-					}
-				}
-				if t.stats {
-					g.delivery.record(d)
-				}
-				if histOn {
-					t.inst.deliveryLatency.Record(ctx, d.Seconds(), g.baseRec...)
-				}
-			}
-		}
+		g.consumed.Add(1)
+		g.inFlight.Add(1)
+		// Deferred, so that a handler that ends its goroutine
+		// (runtime.Goexit) does not leave the event in flight.
+		defer g.inFlight.Add(-1)
 		return next(ctx, e)
 	}
 }
@@ -107,26 +87,34 @@ func (s *Subscription) Consume(next event.Handler) event.Handler {
 // messaging.process.duration (error.type on failure); the history's process
 // entry. A failure sets the span's status and error.type; a recovered panic
 // adds a span event with its stack.
+//
+// The first attempt also records eventstream.delivery.latency, the event's
+// age when its processing starts, from the same clock read as the attempt's
+// start. An emit time ahead of the clock (another host's clock, skewed)
+// records 0 and counts in eventstream.delivery.clock_skew, so that a
+// histogram's sum never goes down.
 func (s *Subscription) Process(next event.Handler) event.Handler {
 	t, g := s.t, s.g
 	return func(ctx context.Context, e *event.Event) error {
-		var span trace.Span
-		if t.tracing() {
-			ctx, span = s.startProcess(ctx, e)
-		}
+		tracing := t.tracing()
 		histOn := t.inst.processDuration.Enabled(ctx)
-		timed := histOn || t.stats || t.ring != nil
-		var start time.Time
-		if timed {
-			start = time.Now()
+		delivOn := t.inst.deliveryLatency.Enabled(ctx)
+		if !tracing && !histOn && !delivOn && !t.stats && t.ring == nil {
+			return next(ctx, e) // nobody looks
+		}
+		attempt := event.Attempt(ctx)
+		var span trace.Span
+		if tracing {
+			ctx, span = s.startProcess(ctx, e, attempt)
+		}
+		start := t.now()
+		if attempt == 1 && (delivOn || t.stats) && !e.Time.IsZero() {
+			s.recordDelivery(ctx, e, start, delivOn)
 		}
 
 		err := next(ctx, e)
 
-		var dur time.Duration
-		if timed {
-			dur = time.Since(start)
-		}
+		dur := t.now() - start
 		var errType string
 		if err != nil {
 			errType = ErrorType(err)
@@ -147,8 +135,8 @@ func (s *Subscription) Process(next event.Handler) event.Handler {
 			t.inst.processDuration.Record(ctx, dur.Seconds(), rec...)
 		}
 		if t.ring != nil {
-			r := record{labels: &s.labels, op: opProcess, attempt: int32(event.Attempt(ctx)),
-				start: start.UnixNano(), dur: dur}
+			r := record{labels: &s.labels, op: opProcess, attempt: int32(attempt),
+				start: t.wall(start).UnixNano(), dur: dur}
 			r.setID(e.ID)
 			if err != nil {
 				r.setError(err)
@@ -157,7 +145,7 @@ func (s *Subscription) Process(next event.Handler) event.Handler {
 				sc := span.SpanContext()
 				r.traceID, r.spanID = sc.TraceID(), sc.SpanID()
 			}
-			t.ring.put(&r)
+			t.ring.processes.put(&r)
 		}
 		if span != nil {
 			if err != nil && span.IsRecording() {
@@ -170,7 +158,28 @@ func (s *Subscription) Process(next event.Handler) event.Handler {
 	}
 }
 
-func (s *Subscription) startProcess(ctx context.Context, e *event.Event) (context.Context, trace.Span) {
+// recordDelivery records the delivery latency of e, whose processing
+// started at start.
+func (s *Subscription) recordDelivery(ctx context.Context, e *event.Event, start time.Duration, histOn bool) {
+	t, g := s.t, s.g
+	// Both monotonic for an event made in this process; wall-clock times
+	// for one that came from elsewhere.
+	d := t.wall(start).Sub(e.Time)
+	if d < 0 {
+		d = 0
+		if t.counting() {
+			g.skewed.Add(1)
+		}
+	}
+	if t.stats {
+		g.delivery.record(d)
+	}
+	if histOn {
+		t.inst.deliveryLatency.Record(ctx, d.Seconds(), g.baseRec...)
+	}
+}
+
+func (s *Subscription) startProcess(ctx context.Context, e *event.Event, attempt int) (context.Context, trace.Span) {
 	t := s.t
 	ambient := trace.SpanContextFromContext(ctx)
 	base := ctx
@@ -195,7 +204,7 @@ func (s *Subscription) startProcess(ctx context.Context, e *event.Event) (contex
 
 	sb := getStartBuf()
 	attrs := append(sb.attrs[:0], s.spanAttrs...)
-	attrs = append(attrs, keyAttempt.Int(event.Attempt(ctx)))
+	attrs = append(attrs, keyAttempt.Int(attempt))
 	kafka := !t.inProcess && e.Record != nil
 	if kafka {
 		attrs = appendRecordAttrs(attrs, e.Record)

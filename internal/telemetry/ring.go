@@ -1,7 +1,9 @@
 package telemetry
 
 import (
+	"cmp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -13,10 +15,39 @@ import (
 	"libx.net/eventstream/telemetry"
 )
 
-// ring is the history: the most recent operations in a preallocated ring.
-// Writers take a position with one atomic add and lock only their slot, so
-// that a producer and its consumers never wait for each other; a reader
-// locks one slot at a time.
+// history is the most recent operations: sends and process attempts in two
+// preallocated rings, so that a producer and its consumers, which write one
+// kind each, never write the same memory. A reader merges them.
+type historyRings struct {
+	sends, processes *ring
+}
+
+func newHistory(size int) *historyRings {
+	return &historyRings{sends: newRing(size), processes: newRing(size)}
+}
+
+// recent returns up to n entries, newest (latest ended) first; as many as
+// one ring holds when n <= 0.
+func (h *historyRings) recent(n int) []history.Entry {
+	size := len(h.sends.slots)
+	if n <= 0 || n > size {
+		n = size
+	}
+	recs := h.sends.recent(n, nil)
+	recs = h.processes.recent(n, recs)
+	slices.SortStableFunc(recs, func(a, b record) int { return cmp.Compare(b.start+int64(b.dur), a.start+int64(a.dur)) })
+	if len(recs) > n {
+		recs = recs[:n]
+	}
+	out := make([]history.Entry, len(recs))
+	for i := range recs {
+		out[i] = recs[i].entry()
+	}
+	return out
+}
+
+// ring is a preallocated ring of records. Writers take a position with one
+// atomic add and lock only their slot; a reader locks one slot at a time.
 type ring struct {
 	pos   atomic.Uint64 // positions handed out; position p lives in slot (p-1) % len
 	slots []slot
@@ -102,30 +133,23 @@ func (r *ring) put(rec *record) {
 	s.release()
 }
 
-// recent returns up to n entries, newest first; all kept when n <= 0. An
-// entry whose writer has taken its position but not yet written it is left
-// out.
-func (r *ring) recent(n int) []history.Entry {
+// recent appends up to n of the newest records to recs, newest first. A
+// record whose writer has taken its position but not yet written it is
+// left out.
+func (r *ring) recent(n int, recs []record) []record {
 	size := uint64(len(r.slots))
-	if n <= 0 || uint64(n) > size {
-		n = int(size)
-	}
 	end := r.pos.Load()
-	recs := make([]record, 0, min(uint64(n), end))
-	for p := end; p > 0 && end-p < size && len(recs) < n; p-- {
+	for p, got := end, 0; p > 0 && end-p < size && got < n; p-- {
 		s := &r.slots[(p-1)%size]
 		s.acquire()
 		ok := s.seq == p
 		if ok {
 			recs = append(recs, s.rec)
+			got++
 		}
 		s.release()
 	}
-	out := make([]history.Entry, len(recs))
-	for i := range recs {
-		out[i] = recs[i].entry()
-	}
-	return out
+	return recs
 }
 
 func (r *record) entry() history.Entry {

@@ -14,6 +14,8 @@ package telemetry
 
 import (
 	"reflect"
+	"sync/atomic"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -61,7 +63,7 @@ type Telemetry struct {
 	inProcess bool
 	linksOnly bool
 	stats     bool
-	ring      *ring // nil: history off
+	ring      *historyRings // nil: history off
 
 	tracer   trace.Tracer
 	meter    metric.Meter
@@ -70,9 +72,14 @@ type Telemetry struct {
 	prop     propagation.TextMapPropagator
 	inst     instruments
 	reg      registry
+	lastSend atomic.Pointer[sendSeries] // the series of the last topic emitted to
 	reg0     metric.Registration
 	sendSpan []attribute.KeyValue // server.address/port on Kafka send spans
 
+	// epoch is when the Telemetry was made. Times are taken as the
+	// monotonic clock's distance from it (time.Since reads only that
+	// clock, at half the cost of time.Now), and wall times derived from it.
+	epoch time.Time
 }
 
 // gate tells whether a provider can record. A provider that never records
@@ -151,9 +158,10 @@ func New(cfg Config) (*Telemetry, error) {
 		traceOn: traceGate(tp),
 		meterOn: meterGate(mp),
 		prop:    prop,
+		epoch:   time.Now(),
 	}
 	if cfg.History > 0 {
-		t.ring = newRing(cfg.History)
+		t.ring = newHistory(cfg.History)
 	}
 	if cfg.System == telemetry.SystemKafka && cfg.ServerAddress != "" {
 		t.sendSpan = append(t.sendSpan, semconv.ServerAddress(cfg.ServerAddress))
@@ -178,6 +186,24 @@ func New(cfg Config) (*Telemetry, error) {
 	}
 	t.reg0 = reg
 	return t, nil
+}
+
+// now is the monotonic clock's reading, as a distance from t.epoch.
+func (t *Telemetry) now() time.Duration { return time.Since(t.epoch) }
+
+// wall is the wall-clock time of a reading of now.
+func (t *Telemetry) wall(d time.Duration) time.Time { return t.epoch.Add(d) }
+
+// sendSeries returns the series of topic. Most Emits go to the topic of
+// the one before, so the last series is checked first: a string compare
+// instead of a map lookup.
+func (t *Telemetry) sendSeries(topic string) *sendSeries {
+	if s := t.lastSend.Load(); s != nil && s.labels.topic == topic {
+		return s
+	}
+	s := t.reg.send(topic)
+	t.lastSend.Store(s)
+	return s
 }
 
 // tracing reports whether spans may record.
