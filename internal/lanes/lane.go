@@ -65,7 +65,11 @@ func (l *Lane[T]) WaitRoom(ctx context.Context) error {
 			l.mu.Unlock()
 			return ErrStopped
 		}
+		// Count as a waiter before looking at the depth again: a worker
+		// that frees room after this look sees the waiter and wakes it.
+		l.waiters.Add(1)
 		if l.depth.Load() < l.capacity {
+			l.waiters.Add(-1)
 			l.mu.Unlock()
 			return nil
 		}
@@ -73,7 +77,6 @@ func (l *Lane[T]) WaitRoom(ctx context.Context) error {
 			l.room = make(chan struct{})
 		}
 		room := l.room
-		l.waiters.Add(1)
 		l.mu.Unlock()
 		select {
 		case <-room:

@@ -186,3 +186,21 @@ func TestInHandler(t *testing.T) {
 		t.Fatal("InHandler false inside a handler")
 	}
 }
+
+// A producer waiting for room is always woken: capacity 1, a fast handler,
+// many items; a lost wake-up would hang until the context's deadline.
+func TestWaitRoomNoLostWakeup(t *testing.T) {
+	s := newSched(t, 2)
+	var handled atomic.Int64
+	l := New(s, 1, func(int) { handled.Add(1) }, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const n = 50000
+	for i := range n {
+		if err := l.WaitRoom(ctx); err != nil {
+			t.Fatalf("item %d: WaitRoom: %v (a wake-up was lost)", i, err)
+		}
+		l.Push(i)
+	}
+	eventually(t, "every item", func() bool { return handled.Load() == n })
+}
