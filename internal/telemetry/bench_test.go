@@ -46,7 +46,9 @@ func BenchmarkInstrumentedSampled1pct(b *testing.B) { benchInstrumented(b, sampl
 
 // BenchmarkInstrumentedNoHistory is BenchmarkInstrumented with history and
 // stats off: only what the bare SDK calls below do, through the layer.
-func BenchmarkInstrumentedNoHistory(b *testing.B) { benchInstrumented(b, sdktrace.AlwaysSample(), false) }
+func BenchmarkInstrumentedNoHistory(b *testing.B) {
+	benchInstrumented(b, sdktrace.AlwaysSample(), false)
+}
 
 func benchInstrumented(b *testing.B, sampler sdktrace.Sampler, views bool) {
 	tp, mp := benchProviders(b, sampler)
