@@ -1,5 +1,7 @@
 package telemetry
 
+import "time"
+
 // Internals the tests check against.
 var DurationBuckets = durationBuckets[:]
 
@@ -11,3 +13,11 @@ func PutSend(t *Telemetry, id string) {
 }
 
 var benchLabels = labels{topic: "t"}
+
+// Quantile is GetStats's estimate of the q-quantile from bucket counts
+// (len(DurationBuckets)+1 of them, as an OTel histogram point has).
+func Quantile(counts []uint64, q float64) time.Duration {
+	var s snapshot
+	copy(s[:], counts)
+	return s.quantile(q)
+}
