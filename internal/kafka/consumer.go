@@ -183,10 +183,13 @@ func (c *consumer) adjustOffsets(ctx context.Context, offsets map[string]map[int
 	topic := c.sub.Topic
 	parts := offsets[topic]
 	starts := make(map[int32]int64, len(parts))
+	// What the group has committed: the offsets given here, and the
+	// starting positions once committed. The lag is measured from it.
+	committed := make(map[int32]int64, len(parts))
 	var missing []int32
 	for p, o := range parts {
 		if eo := o.EpochOffset(); eo.Offset >= 0 {
-			starts[p] = eo.Offset
+			starts[p], committed[p] = eo.Offset, eo.Offset
 		} else {
 			missing = append(missing, p)
 		}
@@ -207,13 +210,9 @@ func (c *consumer) adjustOffsets(ctx context.Context, offsets map[string]map[int
 				c.t.host.Logger.Warn("eventstream: starting offsets not committed; they will be with the first handled event",
 					"topic", topic, "group", c.sub.Group, "error", err)
 			} else {
-				c.mu.Lock()
 				for p, off := range resolved {
-					if ps := c.parts[p]; ps != nil {
-						ps.committed.Store(off)
-					}
+					committed[p] = off
 				}
-				c.mu.Unlock()
 			}
 		}
 	}
@@ -225,6 +224,9 @@ func (c *consumer) adjustOffsets(ctx context.Context, offsets map[string]map[int
 			c.parts[p] = ps
 		}
 		ps.setStart(off)
+		if co, ok := committed[p]; ok {
+			ps.committed.Store(co)
+		}
 	}
 	c.mu.Unlock()
 	c.markReady()

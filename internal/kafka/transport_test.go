@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -27,10 +28,35 @@ type env struct {
 	brokers []string
 	sched   *lanes.Scheduler
 	base    context.Context
+	logs    *logBuffer
+}
+
+// logBuffer keeps the transports' warnings, shown when the test fails.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 func newEnv(t *testing.T, poolSize int) *env {
 	t.Helper()
+	logs := &logBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("transport logs:\n%s", logs)
+		}
+	})
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(1))
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +71,7 @@ func newEnv(t *testing.T, poolSize int) *env {
 		cancel()
 		_ = sched.Close(5 * time.Second)
 	})
-	return &env{t: t, brokers: c.ListenAddrs(), sched: sched, base: base}
+	return &env{t: t, brokers: c.ListenAddrs(), sched: sched, base: base, logs: logs}
 }
 
 // transport returns a transport closed at cleanup; tune may change its
@@ -59,7 +85,7 @@ func (v *env) transport(tune func(*Config, *transport.Host)) *Transport {
 		FetchMaxWait: 100 * time.Millisecond,
 	}
 	h := transport.Host{
-		Logger: slog.New(slog.DiscardHandler), BaseCtx: v.base,
+		Logger: slog.New(slog.NewTextHandler(v.logs, nil)), BaseCtx: v.base,
 		ShutdownTimeout: 5 * time.Second, QueueSize: 16, Sched: v.sched,
 	}
 	if tune != nil {
