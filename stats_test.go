@@ -3,11 +3,17 @@ package eventstream_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"libx.net/eventstream"
+	"libx.net/eventstream/telemetry"
 )
 
 // GetStats and GetHistory, read from the bus's own metrics and spans, match
@@ -92,5 +98,220 @@ func TestStatsAndHistoryMatchWhatHappened(t *testing.T) {
 	}
 	if got := mb.GetHistory(5); len(got) != 5 {
 		t.Errorf("GetHistory(5) returned %d entries", len(got))
+	}
+}
+
+// With a tracer that records, history entries carry the ids of the spans
+// they describe; GetStats needs nothing from the MeterProvider.
+func TestHistoryCarriesSpanIDs(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer tp.Shutdown(context.Background())
+	mp := sdkmetric.NewMeterProvider() // no reader at all
+	defer mp.Shutdown(context.Background())
+	bus := quietBus(t, eventstream.DefaultConfig(), eventstream.WithTracerProvider(tp), eventstream.WithMeterProvider(mp))
+	done := make(chan struct{})
+	if _, err := bus.On("orders", func(ctx context.Context, e *eventstream.Event) error {
+		close(done)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.Emit(context.Background(), "orders", 1); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if err := bus.Close(); err != nil {
+		t.Fatal(err)
+	}
+	spans := map[string]string{} // span id → name
+	for _, s := range rec.Ended() {
+		spans[s.SpanContext().SpanID().String()] = s.Name()
+	}
+	h := bus.(eventstream.MemoryEventBus).GetHistory(10)
+	if len(h) != 2 {
+		t.Fatalf("history %+v", h)
+	}
+	for _, e := range h {
+		if name := spans[e.SpanID]; name != e.Operation+" orders" || e.TraceID != h[0].TraceID {
+			t.Errorf("entry %+v: its span is %q", e, name)
+		}
+	}
+	if h[0].Operation != "process" {
+		t.Errorf("newest first: %+v", h)
+	}
+	if st := bus.(eventstream.MemoryEventBus).GetStats(); st.Emitted != 1 || st.Delivered != 1 || st.Succeeded != 1 {
+		t.Errorf("stats %+v", st.Counts)
+	}
+}
+
+// GetStats and the exported metrics are one set of numbers.
+func TestStatsEqualMetrics(t *testing.T) {
+	rd := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(rd))
+	defer mp.Shutdown(context.Background())
+	bus := quietBus(t, eventstream.DefaultConfig(), eventstream.WithMeterProvider(mp))
+	defer bus.Close()
+	var wg sync.WaitGroup
+	wg.Add(24 + 5) // the events, and the dead letters of 0, 5, 10, 15, 20
+	if _, err := bus.On("orders", func(ctx context.Context, e *eventstream.Event) error {
+		defer wg.Done()
+		var n int
+		_ = e.Unmarshal(&n)
+		if n%5 == 0 {
+			return eventstream.Permanent(errors.New("bad order"))
+		}
+		return nil
+	}, eventstream.WithConsumerGroup("billing")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bus.On("orders.dlq", func(ctx context.Context, e *eventstream.Event) error { wg.Done(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 24 {
+		if err := bus.Emit(context.Background(), "orders", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	waitFor(t, "the last delivery to end", 10*time.Second, func() bool {
+		return bus.(eventstream.MemoryEventBus).GetStats().InFlight == 0
+	})
+	st := bus.(eventstream.MemoryEventBus).GetStats()
+	var rm metricdata.ResourceMetrics
+	if err := rd.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	metrics := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, dp := range d.DataPoints {
+					metrics[m.Name] += dp.Value
+				}
+			case metricdata.Histogram[float64]:
+				for _, dp := range d.DataPoints {
+					metrics[m.Name] += int64(dp.Count)
+				}
+			}
+		}
+	}
+	for name, got := range map[string]int64{
+		telemetry.MetricSentMessages:     st.Emitted + st.EmitFailed,
+		telemetry.MetricConsumedMessages: st.Delivered,
+		telemetry.MetricProcessDuration:  st.Succeeded + st.Failed,
+		telemetry.MetricDeadLetters:      st.DeadLettered,
+		telemetry.MetricInFlight:         st.InFlight,
+	} {
+		if metrics[name] != got {
+			t.Errorf("%s = %d, GetStats says %d", name, metrics[name], got)
+		}
+	}
+	if st.Emitted != 29 || st.Delivered != 29 || st.DeadLettered != 5 || st.Failed != 5 {
+		t.Errorf("stats %+v", st.Counts)
+	}
+}
+
+// The counters a reader collects after Close are all there: the
+// consumed-messages and in-flight series stay until the provider shuts
+// down, as a deferred provider Shutdown runs after the bus's Close.
+func TestCountersReadableAfterClose(t *testing.T) {
+	rd := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(rd))
+	defer mp.Shutdown(context.Background())
+	bus := quietBus(t, eventstream.DefaultConfig(), eventstream.WithMeterProvider(mp))
+	if _, err := bus.On("orders", func(context.Context, *eventstream.Event) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := bus.Emit(context.Background(), "orders", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bus.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := rd.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if s, ok := m.Data.(metricdata.Sum[int64]); ok {
+				for _, dp := range s.DataPoints {
+					found[m.Name] += dp.Value
+				}
+			}
+		}
+	}
+	if found[telemetry.MetricConsumedMessages] != 3 || found[telemetry.MetricSentMessages] != 3 {
+		t.Errorf("after Close: %v", found)
+	}
+	if v, ok := found[telemetry.MetricInFlight]; !ok || v != 0 {
+		t.Errorf("in_flight after Close: %v %v", v, ok)
+	}
+	if st := bus.(eventstream.MemoryEventBus).GetStats(); st.Delivered != 3 {
+		t.Errorf("GetStats after Close: %+v", st.Counts)
+	}
+	if h := bus.(eventstream.MemoryEventBus).GetHistory(0); len(h) != 6 {
+		t.Errorf("GetHistory after Close: %d entries", len(h))
+	}
+}
+
+// An emit time ahead of the clock (another host's, skewed) records a
+// delivery latency of 0 and is counted as clock skew; one years behind
+// cannot drag the percentiles past the top bucket's edge.
+func TestDeliveryLatencyUnderClockSkew(t *testing.T) {
+	rd := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(rd))
+	defer mp.Shutdown(context.Background())
+	var shift atomic.Int64
+	skew := func(next eventstream.Handler) eventstream.Handler {
+		return func(ctx context.Context, e *eventstream.Event) error {
+			e.Time = e.Time.Round(0).Add(time.Duration(shift.Load())) // as a remote producer's clock would say
+			return next(ctx, e)
+		}
+	}
+	bus := quietBus(t, eventstream.DefaultConfig(), eventstream.WithMeterProvider(mp), eventstream.WithEmitMiddleware(skew))
+	defer bus.Close()
+	var wg sync.WaitGroup
+	if _, err := bus.On("orders", func(context.Context, *eventstream.Event) error { wg.Done(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	emit := func(d time.Duration, n int) {
+		shift.Store(int64(d))
+		wg.Add(n)
+		for range n {
+			if err := bus.Emit(context.Background(), "orders", 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wg.Wait()
+	}
+	emit(time.Hour, 2)
+	emit(-10*365*24*time.Hour, 98)
+	st := bus.(eventstream.MemoryEventBus).GetStats()
+	if st.DeliveryP50 != 10*time.Second || st.DeliveryP99 != 10*time.Second {
+		t.Errorf("delivery p50 %v p99 %v, want the top bucket's edge, 10s", st.DeliveryP50, st.DeliveryP99)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := rd.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch m.Name {
+			case telemetry.MetricClockSkew:
+				if v := m.Data.(metricdata.Sum[int64]).DataPoints[0].Value; v != 2 {
+					t.Errorf("clock skew counted %d, want 2", v)
+				}
+			case telemetry.MetricDeliveryLatency:
+				if dp := m.Data.(metricdata.Histogram[float64]).DataPoints[0]; dp.Min != metricdata.NewExtrema(0.0) || dp.Count != 100 {
+					t.Errorf("delivery latency min %v count %d: negative latencies must record 0", dp.Min, dp.Count)
+				}
+			}
+		}
 	}
 }

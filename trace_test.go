@@ -84,3 +84,100 @@ func TestRetriesAndDeadLetterStayInOneTrace(t *testing.T) {
 		}
 	}
 }
+
+type declinedError struct{ reason string }
+
+func (e *declinedError) Error() string { return "declined: " + e.reason }
+
+// Permanent(err) fails the event at once; what is reported as the error's
+// type — on the span, on the metrics, in the dead letter's header — is
+// err's, not the marker's.
+func TestPermanentReportsTheWrappedErrorType(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer tp.Shutdown(context.Background())
+	bus := quietBus(t, eventstream.DefaultConfig(), eventstream.WithTracerProvider(tp))
+	got := make(chan *eventstream.Event, 1)
+	if _, err := bus.On("orders.dlq", func(ctx context.Context, e *eventstream.Event) error { got <- e; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bus.On("orders", func(ctx context.Context, e *eventstream.Event) error {
+		return eventstream.Permanent(&declinedError{"card expired"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.Emit(context.Background(), "orders", 1); err != nil {
+		t.Fatal(err)
+	}
+	dl := <-got
+	const want = "*eventstream_test.declinedError"
+	if et := dl.Headers[eventstream.HeaderDeadLetterErrorType]; et != want {
+		t.Errorf("dead letter error type %q, want %q", et, want)
+	}
+	if err := bus.Close(); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, s := range rec.Ended() {
+		for _, kv := range s.Attributes() {
+			if s.Name() == "process orders" && kv.Key == "error.type" {
+				found = true
+				if kv.Value.AsString() != want {
+					t.Errorf("span error.type %q, want %q", kv.Value.AsString(), want)
+				}
+			}
+		}
+	}
+	if !found {
+		t.Error("the failed attempt's span has no error.type")
+	}
+}
+
+// Inside one process the creation context rides on the event: a handler
+// sees no trace headers, yet its span is the send span's child. An event
+// that crosses a queue gets W3C headers.
+func TestTraceHeadersOnlyWhenTheEventLeaves(t *testing.T) {
+	for _, mode := range []string{"memory", "adapter"} {
+		t.Run(mode, func(t *testing.T) {
+			rec := tracetest.NewSpanRecorder()
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+			defer tp.Shutdown(context.Background())
+			cfg := eventstream.DefaultConfig()
+			if mode == "adapter" {
+				a := newQueueAdapter(t)
+				a.system = "kafka"
+				cfg = &eventstream.Config{Mode: eventstream.ModeDistributed, MQ: a}
+			}
+			bus := quietBus(t, cfg, eventstream.WithTracerProvider(tp))
+			headers := make(chan map[string]string, 1)
+			if _, err := bus.On("orders", func(ctx context.Context, e *eventstream.Event) error {
+				headers <- e.Headers
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if err := bus.Emit(context.Background(), "orders", 1); err != nil {
+				t.Fatal(err)
+			}
+			h := <-headers
+			if err := bus.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := h["traceparent"]; ok != (mode == "adapter") {
+				t.Errorf("headers %v", h)
+			}
+			var send, proc sdktrace.ReadOnlySpan
+			for _, s := range rec.Ended() {
+				switch s.Name() {
+				case "send orders":
+					send = s
+				case "process orders":
+					proc = s
+				}
+			}
+			if send == nil || proc == nil || proc.Parent().SpanID() != send.SpanContext().SpanID() {
+				t.Fatalf("process span not a child of the send span")
+			}
+		})
+	}
+}
