@@ -73,7 +73,6 @@ type Telemetry struct {
 	inst     instruments
 	reg      registry
 	lastSend atomic.Pointer[sendSeries] // the series of the last topic emitted to
-	reg0     metric.Registration
 	sendSpan []attribute.KeyValue // server.address/port on Kafka send spans
 
 	// epoch is when the Telemetry was made. Times are taken as the
@@ -180,11 +179,9 @@ func New(cfg Config) (*Telemetry, error) {
 	// collects after the bus closed (the usual order when the provider's
 	// Shutdown is deferred first) still finds every number measured. It
 	// reads atomics only, and goes with the provider.
-	reg, err := t.meter.RegisterCallback(t.reg.observe(&t.inst), t.inst.observables()...)
-	if err != nil {
+	if _, err := t.meter.RegisterCallback(t.reg.observe(&t.inst), t.inst.observables()...); err != nil {
 		return nil, err
 	}
-	t.reg0 = reg
 	return t, nil
 }
 
@@ -212,9 +209,6 @@ func (t *Telemetry) tracing() bool { return t.traceOn.on() }
 // counting reports whether the counters are read by anyone: GetStats, or
 // a MeterProvider that records.
 func (t *Telemetry) counting() bool { return t.stats || t.meterOn.on() }
-
-// History reports whether history is kept.
-func (t *Telemetry) History() bool { return t.ring != nil }
 
 // Recent returns up to n of the most recent operations, newest first (all
 // kept when n <= 0); nil when history is off.
