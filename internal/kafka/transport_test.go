@@ -85,7 +85,7 @@ func (v *env) transport(tune func(*Config, *transport.Host)) *Transport {
 		FetchMaxWait: 100 * time.Millisecond,
 	}
 	h := transport.Host{
-		Logger: slog.New(slog.NewTextHandler(v.logs, nil)), BaseCtx: v.base,
+		Logger: slog.New(slog.NewTextHandler(v.logs, &slog.HandlerOptions{Level: slog.LevelDebug})), BaseCtx: v.base,
 		ShutdownTimeout: 5 * time.Second, QueueSize: 16, Sched: v.sched,
 	}
 	if tune != nil {
