@@ -623,7 +623,7 @@ func waitSpans(t testing.TB, sr *tracetest.SpanRecorder, name string, n int) {
 func attr(s sdktrace.ReadOnlySpan, key string) string {
 	for _, kv := range s.Attributes() {
 		if string(kv.Key) == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""
