@@ -169,6 +169,18 @@ func (l *Lane[T]) run(budget int) (more bool) {
 			l.depth.Add(-1)
 			l.wakeWaiters()
 			handled++
+			if handled >= budget && l.sched.waiting.Load() > 0 {
+				// Had its share and others wait: the rest of the batch
+				// goes back to the queue, the lane behind them.
+				l.mu.Lock()
+				if rest := l.unclaimedLocked(); len(rest) > 0 {
+					l.q = append(rest, l.q...)
+				}
+				l.batch = nil
+				l.mu.Unlock()
+				clear(batch)
+				return true
+			}
 		}
 		l.mu.Lock()
 		l.batch = nil

@@ -204,3 +204,25 @@ func TestWaitRoomNoLostWakeup(t *testing.T) {
 	}
 	eventually(t, "every item", func() bool { return handled.Load() == n })
 }
+
+// A lane with a long queue yields within its share, not after its whole
+// batch: one worker, a queue of 1000 slow items, and another lane's item
+// runs after at most fairShare of them.
+func TestFairWithinBatch(t *testing.T) {
+	s := newSched(t, 1)
+	var slow atomic.Int64
+	busy := New(s, 2000, func(int) { slow.Add(1); time.Sleep(50 * time.Microsecond) }, nil)
+	for i := range 1000 {
+		busy.Push(i)
+	}
+	eventually(t, "the busy lane to start", func() bool { return slow.Load() > 0 })
+	var at atomic.Int64
+	done := make(chan struct{})
+	other := New(s, 10, func(int) { at.Store(slow.Load()); close(done) }, nil)
+	other.Push(1)
+	<-done
+	if at.Load() > 2*fairShare {
+		t.Fatalf("the other lane ran after %d items of the busy one, want at most about %d", at.Load(), fairShare)
+	}
+	eventually(t, "the busy lane to finish", func() bool { return busy.Depth() == 0 })
+}

@@ -79,8 +79,11 @@ type Transport interface {
 	// in-flight handlers are done — all but one when called from a handler.
 	Unsubscribe(s *Sub) error
 	// Drain waits until every accepted event is handled or ctx is done, and
-	// reports how many accepted events were not handled. Publish fails
-	// with ErrClosed from the moment Drain starts.
+	// reports how many accepted events were not handled. The bus refuses
+	// new Emits before it drains; while Drain runs, Overflow publishes
+	// (dead letters, Emits from handlers) are part of the work being
+	// drained and are accepted. Once Drain returns, Publish fails with
+	// ErrClosed.
 	Drain(ctx context.Context) (unhandled int)
 	// Close releases what is left (clients), after Drain.
 	Close(ctx context.Context) error
