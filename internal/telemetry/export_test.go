@@ -1,6 +1,9 @@
 package telemetry
 
-import "time"
+import (
+	"runtime"
+	"time"
+)
 
 // Internals the tests check against.
 var DurationBuckets = durationBuckets[:]
@@ -20,4 +23,9 @@ func Quantile(counts []uint64, q float64) time.Duration {
 	var s snapshot
 	copy(s[:], counts)
 	return s.quantile(q)
+}
+
+// OnHistoryFreed calls f once t's history has been garbage collected.
+func OnHistoryFreed(t *Telemetry, f func()) {
+	runtime.AddCleanup(t.ring, func(f func()) { f() }, f)
 }

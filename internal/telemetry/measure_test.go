@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -596,5 +597,36 @@ func TestGlobalsInstalledLater(t *testing.T) {
 	// now, under the same attributes: their sum includes this one's two.
 	if n, _ := sums(ms[telemetry.MetricConsumedMessages]); n < 2 || c.tel.Stats().Delivered != 2 {
 		t.Errorf("consumed = %d, stats %d: the counters counted before the SDK came too", n, c.tel.Stats().Delivered)
+	}
+}
+
+// The counters' callback, which stays with the MeterProvider, keeps the
+// counters but not the bus's history: a bus dropped after Close costs the
+// provider its counters only.
+func TestCallbackDoesNotKeepTheHistory(t *testing.T) {
+	rd := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(rd))
+	defer mp.Shutdown(context.Background())
+	freed := make(chan struct{})
+	func() {
+		c := newChains(t, itel.Config{MeterProvider: mp, History: 1000, Stats: true}, nop)
+		_ = c.run(context.Background(), event.New("orders", 1))
+		itel.OnHistoryFreed(c.tel, func() { close(freed) })
+	}()
+	for i := 0; ; i++ {
+		runtime.GC()
+		select {
+		case <-freed:
+		default:
+			if i == 20 {
+				t.Fatal("the history is still referenced")
+			}
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		break
+	}
+	if n, _ := sums(collectMetrics(t, rd)[telemetry.MetricConsumedMessages]); n != 1 {
+		t.Errorf("consumed = %d after the bus was dropped, want 1", n)
 	}
 }

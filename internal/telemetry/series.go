@@ -154,7 +154,7 @@ func (r *registry) forget(g *groupSeries) {
 
 // observe is the callback of the observable counters. It reads atomics
 // under the registry's lock, which the event path never takes.
-func (r *registry) observe(in *instruments) metric.Callback {
+func (r *registry) observe(in instruments) metric.Callback {
 	return func(_ context.Context, o metric.Observer) error {
 		r.sends.Range(func(_, v any) bool {
 			s := v.(*sendSeries)

@@ -71,9 +71,9 @@ type Telemetry struct {
 	meterOn  gate
 	prop     propagation.TextMapPropagator
 	inst     instruments
-	reg      registry
+	reg      *registry                  // referenced by the counters' callback, which outlives the bus
 	lastSend atomic.Pointer[sendSeries] // the series of the last topic emitted to
-	sendSpan []attribute.KeyValue // server.address/port on Kafka send spans
+	sendSpan []attribute.KeyValue       // server.address/port on Kafka send spans
 
 	// epoch is when the Telemetry was made. Times are taken as the
 	// monotonic clock's distance from it (time.Since reads only that
@@ -174,12 +174,14 @@ func New(cfg Config) (*Telemetry, error) {
 	if err := t.inst.init(t.meter); err != nil {
 		return nil, err
 	}
-	t.reg.system = cfg.System
+	// The callback holds the registry and a copy of the instruments, not
+	// the Telemetry: once the bus is gone, its history can be collected.
+	t.reg = &registry{system: cfg.System}
 	// The counters' callback stays registered after Close: a reader that
 	// collects after the bus closed (the usual order when the provider's
 	// Shutdown is deferred first) still finds every number measured. It
 	// reads atomics only, and goes with the provider.
-	if _, err := t.meter.RegisterCallback(t.reg.observe(&t.inst), t.inst.observables()...); err != nil {
+	if _, err := t.meter.RegisterCallback(t.reg.observe(t.inst), t.inst.observables()...); err != nil {
 		return nil, err
 	}
 	return t, nil
