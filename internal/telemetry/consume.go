@@ -107,14 +107,14 @@ func (s *Subscription) Process(next event.Handler) event.Handler {
 		if tracing {
 			ctx, span = s.startProcess(ctx, e, attempt)
 		}
-		start := t.now()
+		start := startOf(e)
 		if attempt == 1 && (delivOn || t.stats) && !e.Time.IsZero() {
 			s.recordDelivery(ctx, e, start, delivOn)
 		}
 
 		err := next(ctx, e)
 
-		dur := t.now() - start
+		dur := time.Since(start) // monotonic
 		var errType string
 		if err != nil {
 			errType = ErrorType(err)
@@ -136,7 +136,7 @@ func (s *Subscription) Process(next event.Handler) event.Handler {
 		}
 		if t.ring != nil {
 			r := record{labels: &s.labels, op: opProcess, attempt: int32(attempt),
-				start: t.wall(start).UnixNano(), dur: dur}
+				start: start.UnixNano(), dur: dur}
 			r.setID(e.ID)
 			if err != nil {
 				r.setError(err)
@@ -160,11 +160,11 @@ func (s *Subscription) Process(next event.Handler) event.Handler {
 
 // recordDelivery records the delivery latency of e, whose processing
 // started at start.
-func (s *Subscription) recordDelivery(ctx context.Context, e *event.Event, start time.Duration, histOn bool) {
+func (s *Subscription) recordDelivery(ctx context.Context, e *event.Event, start time.Time, histOn bool) {
 	t, g := s.t, s.g
-	// Both monotonic for an event made in this process; wall-clock times
-	// for one that came from elsewhere.
-	d := t.wall(start).Sub(e.Time)
+	// Monotonic for an event made in this process; wall-clock times for one
+	// that came from elsewhere.
+	d := start.Sub(e.Time)
 	if d < 0 {
 		d = 0
 		if t.counting() {

@@ -26,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
+	"libx.net/eventstream/event"
 	"libx.net/eventstream/history"
 	"libx.net/eventstream/telemetry"
 )
@@ -74,11 +75,6 @@ type Telemetry struct {
 	reg      *registry                  // referenced by the counters' callback, which outlives the bus
 	lastSend atomic.Pointer[sendSeries] // the series of the last topic emitted to
 	sendSpan []attribute.KeyValue       // server.address/port on Kafka send spans
-
-	// epoch is when the Telemetry was made. Times are taken as the
-	// monotonic clock's distance from it (time.Since reads only that
-	// clock, at half the cost of time.Now), and wall times derived from it.
-	epoch time.Time
 }
 
 // gate tells whether a provider can record. A provider that never records
@@ -157,7 +153,6 @@ func New(cfg Config) (*Telemetry, error) {
 		traceOn: traceGate(tp),
 		meterOn: meterGate(mp),
 		prop:    prop,
-		epoch:   time.Now(),
 	}
 	if cfg.History > 0 {
 		t.ring = newHistory(cfg.History)
@@ -187,11 +182,17 @@ func New(cfg Config) (*Telemetry, error) {
 	return t, nil
 }
 
-// now is the monotonic clock's reading, as a distance from t.epoch.
-func (t *Telemetry) now() time.Duration { return time.Since(t.epoch) }
-
-// wall is the wall-clock time of a reading of now.
-func (t *Telemetry) wall(d time.Duration) time.Time { return t.epoch.Add(d) }
+// startOf reads the clock when processing of e starts. An event made in
+// this process carries a monotonic reading: the time since it is one read
+// of the monotonic clock, half the cost of time.Now, and the result keeps
+// the event's wall-clock time as its anchor. An event from elsewhere gets
+// a full reading.
+func startOf(e *event.Event) time.Time {
+	if e.Time != e.Time.Round(0) { // Round(0) drops the monotonic reading
+		return e.Time.Add(time.Since(e.Time))
+	}
+	return time.Now()
+}
 
 // sendSeries returns the series of topic. Most Emits go to the topic of
 // the one before, so the last series is checked first: a string compare
