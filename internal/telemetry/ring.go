@@ -64,18 +64,31 @@ type slot struct {
 // fetch buffer): ids of up to idCap bytes are copied into the record, longer
 // ones and error messages are cloned.
 type record struct {
-	labels  *labels // immutable, shared by the operations of a series
-	op      uint8   // opSend or opProcess
-	failed  bool
-	idLen   uint8 // bytes of id used; 0 with longID set
+	labels  *labels      // immutable, shared by the operations of a series
+	rare    *recordExtra // nil but for failures and long ids
+	op      uint8        // opSend or opProcess
+	idLen   uint8        // bytes of id used; 0 with rare.longID set
 	attempt int32
 	start   int64 // wall clock, Unix nanoseconds
 	dur     time.Duration
 	id      [idCap]byte
-	longID  string
-	errMsg  string
 	traceID trace.TraceID // zero: no span recorded
 	spanID  trace.SpanID
+}
+
+// recordExtra holds what few records have, out of line so that the ring's
+// slots stay small (they are written on every event).
+type recordExtra struct {
+	longID string
+	errMsg string // set for a failure
+	failed bool
+}
+
+func (r *record) extra() *recordExtra {
+	if r.rare == nil {
+		r.rare = new(recordExtra)
+	}
+	return r.rare
 }
 
 const (
@@ -97,12 +110,13 @@ func (r *record) setID(id string) {
 		r.idLen = uint8(copy(r.id[:], id))
 		return
 	}
-	r.longID = strings.Clone(id)
+	r.extra().longID = strings.Clone(id)
 }
 
 // setError keeps a copy of err's message, cut to maxErrorLen bytes.
 func (r *record) setError(err error) {
-	r.failed = true
+	x := r.extra()
+	x.failed = true
 	msg := err.Error()
 	if len(msg) > maxErrorLen {
 		cut := maxErrorLen
@@ -111,7 +125,7 @@ func (r *record) setError(err error) {
 		}
 		msg = msg[:cut] + "…"
 	}
-	r.errMsg = strings.Clone(msg)
+	x.errMsg = strings.Clone(msg)
 }
 
 func (s *slot) acquire() {
@@ -158,21 +172,21 @@ func (r *record) entry() history.Entry {
 		Start:    time.Unix(0, r.start),
 		Duration: r.dur,
 		Status:   history.StatusOK,
-		Error:    r.errMsg,
 	}
-	if r.longID != "" {
-		e.EventID = r.longID
-	} else {
-		e.EventID = string(r.id[:r.idLen])
+	e.EventID = string(r.id[:r.idLen])
+	if x := r.rare; x != nil {
+		if x.longID != "" {
+			e.EventID = x.longID
+		}
+		if x.failed {
+			e.Status, e.Error = history.StatusError, x.errMsg
+		}
 	}
 	if r.op == opProcess {
 		e.Operation = telemetry.OperationProcess
 		e.Group, e.Subscription, e.Attempt = r.labels.group, r.labels.subscription, int(r.attempt)
 	} else {
 		e.Operation = telemetry.OperationSend
-	}
-	if r.failed {
-		e.Status = history.StatusError
 	}
 	if r.traceID.IsValid() {
 		e.TraceID, e.SpanID = r.traceID.String(), r.spanID.String()
