@@ -38,18 +38,21 @@ func DefaultDistributedConfig(brokers []string) *Config {
 // Record format: the value is the JSON of Data; the key is the partition key
 // (WithKey); the headers are the event's headers — W3C trace context
 // (traceparent, tracestate, baggage, as franz-go's kotel writes them) and
-// user headers — plus the CloudEvents Kafka binary-mode attributes
-// ce_specversion, ce_id, ce_source, ce_type (the topic, unless a ce_type
-// header was given), ce_time and content-type, so that CloudEvents consumers
-// read our events and we read theirs.
+// user headers — plus, by default, the CloudEvents Kafka binary-mode
+// attributes ce_specversion, ce_id, ce_source, ce_type (the topic, unless a
+// ce_type header was given), ce_time and content-type, so that CloudEvents
+// consumers read our events and we read theirs. RecordFormatCompact
+// replaces those six with one binary header (see RecordFormat).
 //
 // Reading records, ours or a foreign producer's: Event.Raw is the value as
 // it is; Event.Data is its decoded JSON (map[string]any, []any, string,
 // float64, bool or nil, as encoding/json decodes into an `any`), or nil when
 // the value is not JSON (see NonJSON: by default such records are still
-// delivered, and Event.Unmarshal reports the decode error). Event.ID is
+// delivered, and Event.Unmarshal reports the decode error) or when
+// DecodeData is DecodeDataNever. Event.ID is the compact header's id, else
 // ce_id, else "<topic>-<partition>-<offset>", stable across re-deliveries;
-// Event.Time is ce_time, else the record's timestamp; Event.Key is the
+// Event.Time is the compact header's time, else ce_time, else the record's
+// timestamp; Event.Key is the
 // record key; Event.Record is its partition and offset. ID, Key and the
 // header values are copies a handler may keep; Raw is the record's own
 // memory (with the rest of its fetch), so copy the bytes to keep them
@@ -135,8 +138,17 @@ type KafkaConfig struct {
 	// NonJSON says what happens to a record whose value is not JSON (a
 	// foreign producer's text or binary payload). Default NonJSONDeliver.
 	NonJSON NonJSONPolicy
+	// DecodeData says whether consumed events carry their decoded value
+	// in Event.Data. Default DecodeDataAlways; DecodeDataNever saves the
+	// decoding (and its allocations) for handlers that call
+	// Event.Unmarshal, which reads Raw either way.
+	DecodeData DataDecoding
+	// RecordFormat is the layout of the records Emit writes. Default
+	// RecordFormatCloudEvents; RecordFormatCompact writes one small
+	// header instead of six. Consumers read both, whatever this says.
+	RecordFormat RecordFormat
 	// Source is the CloudEvents ce_source of emitted events. Default
-	// "/eventstream/" + ClientID.
+	// "/eventstream/" + ClientID. RecordFormatCompact does not write it.
 	Source string
 
 	// Linger is how long the producer holds records to batch them before
@@ -190,6 +202,42 @@ const (
 	// handler. Records that are dead letters already are delivered, so a
 	// dead-letter subscriber sees them.
 	NonJSONDeadLetter
+)
+
+// DataDecoding says whether consumed events carry their decoded value.
+type DataDecoding int
+
+const (
+	// DecodeDataAlways decodes every record's JSON value into Event.Data
+	// before the handler runs (map[string]any, []any, string, float64,
+	// bool or nil).
+	DecodeDataAlways DataDecoding = iota
+	// DecodeDataNever leaves Event.Data nil: handlers read the payload
+	// with Event.Unmarshal (into their own type, from Raw), or Raw itself.
+	// A value that is not JSON is still recognized when NonJSON is
+	// NonJSONDeadLetter (the value is checked, not decoded); with
+	// NonJSONDeliver, Event.Unmarshal reports it.
+	DecodeDataNever
+)
+
+// RecordFormat is the layout of the records Emit writes.
+type RecordFormat string
+
+// Record formats.
+const (
+	// RecordFormatCloudEvents writes the CloudEvents Kafka binary-mode
+	// attributes as headers (ce_specversion, ce_id, ce_source, ce_type,
+	// ce_time, content-type): CloudEvents consumers read the records.
+	RecordFormatCloudEvents RecordFormat = "cloudevents"
+	// RecordFormatCompact writes the event's id and time in one binary
+	// header, "eventstream" (version byte 1, flags, Unix seconds and
+	// nanoseconds, the id as 16 bytes when it is a UUID), and no ce_*
+	// or content-type header: the value is JSON. The event's own headers
+	// (trace context, user headers) are written as in the CloudEvents
+	// format. Faster to write and to read (franz-go allocates a string
+	// per header key on every fetch); consumers of this bus read both
+	// formats on one topic, recognized per record.
+	RecordFormatCompact RecordFormat = "compact"
 )
 
 // SASL mechanisms.
@@ -279,6 +327,16 @@ func (k *KafkaConfig) normalize() (KafkaConfig, error) {
 	if n.NonJSON != NonJSONDeliver && n.NonJSON != NonJSONDeadLetter {
 		return n, &ConfigError{Field: "Kafka.NonJSON", Reason: "unknown policy " + strconv.Itoa(int(n.NonJSON))}
 	}
+	if n.DecodeData != DecodeDataAlways && n.DecodeData != DecodeDataNever {
+		return n, &ConfigError{Field: "Kafka.DecodeData", Reason: "unknown value " + strconv.Itoa(int(n.DecodeData))}
+	}
+	switch n.RecordFormat {
+	case "":
+		n.RecordFormat = RecordFormatCloudEvents
+	case RecordFormatCloudEvents, RecordFormatCompact:
+	default:
+		return n, &ConfigError{Field: "Kafka.RecordFormat", Reason: "unknown value " + quote(string(n.RecordFormat)) + `, want "cloudevents" or "compact"`}
+	}
 	fetchMaxWait := defaultFetchMaxWait
 	if n.LowLatency {
 		fetchMaxWait = lowLatencyFetchMaxWait
@@ -359,10 +417,17 @@ func newKafkaTransport(h transport.Host, kc KafkaConfig) (transport.Transport, e
 	if kc.LowLatency {
 		linger = 0
 	}
+	format := kafka.FormatCloudEvents
+	if kc.RecordFormat == RecordFormatCompact {
+		format = kafka.FormatCompact
+	}
 	cfg := kafka.Config{
 		Brokers:              kc.Brokers,
 		ClientID:             kc.ClientID,
 		Source:               kc.Source,
+		Format:               format,
+		SkipData:             kc.DecodeData == DecodeDataNever,
+		CheckJSON:            kc.NonJSON == NonJSONDeadLetter,
 		DisableTopicCreation: kc.DisableTopicCreation,
 		Partitions:           kc.Partitions,
 		ReplicationFactor:    kc.ReplicationFactor,

@@ -125,7 +125,7 @@ func (c *consumer) handle(it item) {
 	if c.abandon.Load() || !it.ps.begin(it.rec.Offset) {
 		return
 	}
-	e, derr := decode(it.rec)
+	e, derr := c.t.codec.decode(it.rec)
 	var failure error
 	if derr != nil {
 		failure = derr // the bus applies the NonJSON policy
@@ -136,7 +136,7 @@ func (c *consumer) handle(it item) {
 // abort is the lane's word that a handler ended its goroutine inside
 // Deliver (so begin had succeeded): the bus decides what the failure means.
 func (c *consumer) abort(it item) {
-	e, _ := decode(it.rec)
+	e, _ := c.t.codec.decode(it.rec)
 	c.deliver(it, e, transport.ErrGoexit)
 }
 

@@ -40,6 +40,14 @@ type Config struct {
 	ClientID string
 	// Source is the ce_source of published events.
 	Source string
+	// Format is the layout of published records; consumers read every
+	// layout.
+	Format Format
+	// SkipData leaves Event.Data nil on consumed events (handlers read
+	// Raw, through Event.Unmarshal); CheckJSON then still checks that the
+	// value is JSON, so that one that is not is reported to Deliver.
+	SkipData  bool
+	CheckJSON bool
 
 	DisableTopicCreation bool
 	Partitions           int32 // 0: the broker's default
@@ -98,6 +106,7 @@ func (e *Error) Unwrap() []error { return []error{ErrKafka, e.Err} }
 type Transport struct {
 	host     transport.Host
 	cfg      Config
+	codec    *codec
 	base     []kgo.Opt // options of every client: seeds, security, logger, hooks
 	prod     *kgo.Client
 	adm      *kadm.Client
@@ -109,6 +118,10 @@ type Transport struct {
 	// acknowledged, so that Publish waits for room under the caller's
 	// context without ever handing that context to franz-go.
 	room chan struct{}
+	// records are the pooled outRecords; promise is the one promise
+	// function of every record (a method value made once).
+	records sync.Pool
+	promise func(*kgo.Record, error)
 
 	// ctx ends with Close: topic setups and members that outlive the call
 	// that started them stop with it.
@@ -160,6 +173,7 @@ func New(h transport.Host, cfg Config) (*Transport, error) {
 	t := &Transport{
 		host:      h,
 		cfg:       cfg,
+		codec:     newCodec(cfg),
 		creating:  map[string]*topicCall{},
 		consumers: map[*transport.Sub]*consumer{},
 	}
@@ -177,6 +191,8 @@ func New(h transport.Host, cfg Config) (*Transport, error) {
 		limit = defaultMaxBuffered
 	}
 	t.room = make(chan struct{}, limit)
+	t.records.New = func() any { return newOutRecord() }
+	t.promise = t.produced
 
 	t.base = []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
@@ -255,7 +271,7 @@ func (t *Transport) PrivateGroup(topic, id string) string {
 }
 
 // Publish implements transport.Transport: one record, acknowledged by the
-// broker before it returns, or handed to the producer when o.Done is set.
+// broker before it returns, or handed to the producer when po.Done is set.
 //
 // The caller's ctx bounds only the caller's waits (topic setup, room in
 // the producer's buffer, the acknowledgement). The record itself is
@@ -263,8 +279,8 @@ func (t *Transport) PrivateGroup(topic, id string) string {
 // record buffered for a partition, and the producer ID's initialization,
 // when the context of the first one ends, so a cancelled Emit would fail
 // others' records with it.
-func (t *Transport) Publish(ctx context.Context, e *event.Event, o transport.PublishOptions) error {
-	if t.refuses(o) {
+func (t *Transport) Publish(ctx context.Context, e *event.Event, po transport.PublishOptions) error {
+	if t.refuses(po) {
 		return transport.ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
@@ -273,8 +289,9 @@ func (t *Transport) Publish(ctx context.Context, e *event.Event, o transport.Pub
 	if err := t.ensureTopic(ctx, e.Topic); err != nil {
 		return err
 	}
-	rec, err := encode(e, t.cfg.Source)
-	if err != nil {
+	o := t.records.Get().(*outRecord)
+	if err := t.codec.encode(o, e); err != nil {
+		t.records.Put(o)
 		var ee *encodeError
 		if errors.As(err, &ee) && t.cfg.EncodeError != nil {
 			return t.cfg.EncodeError(ee.typ, ee.err)
@@ -282,36 +299,39 @@ func (t *Transport) Publish(ctx context.Context, e *event.Event, o transport.Pub
 		return err
 	}
 	if err := t.reserve(ctx); err != nil {
+		t.release(o)
 		return &Error{Op: "produce", Topic: e.Topic, Err: fmt.Errorf(
 			"%w while the producer held MaxBufferedRecords unacknowledged records", err)}
 	}
-	pctx := context.WithoutCancel(ctx) // values (trace context) stay for hooks
+	// The record's context keeps ctx's values (trace context) for hooks,
+	// never its cancellation.
+	o.parent, o.id, o.done = ctx, e.ID, po.Done
+	o.rec.Context = o
 
-	if done := o.Done; done != nil {
-		return t.produce(pctx, rec, o, func(r *kgo.Record, err error) {
-			if err != nil {
-				err = &Error{Op: "produce", Topic: r.Topic, Err: err}
-				t.host.Logger.LogAttrs(pctx, slog.LevelWarn, "eventstream: asynchronous emit failed",
-					slog.String("topic", r.Topic), slog.String("event_id", e.ID), slog.String("error", err.Error()))
-			}
-			done(err)
-		})
+	if o.done != nil {
+		return t.produce(o, po)
 	}
-	acked := make(chan error, 1)
-	if err := t.produce(pctx, rec, o, func(_ *kgo.Record, err error) { acked <- err }); err != nil {
+	if o.acked == nil {
+		o.acked = make(chan error, 1)
+	}
+	if err := t.produce(o, po); err != nil {
 		return err
 	}
 	select {
-	case err := <-acked:
+	case err := <-o.acked:
+		part, off := o.rec.Partition, o.rec.Offset
+		t.release(o)
 		if err != nil {
 			return &Error{Op: "produce", Topic: e.Topic, Err: err}
 		}
+		e.Record = &event.Record{Partition: part, Offset: off}
+		return nil
 	case <-ctx.Done():
+		// The record stays with franz-go and is never reused: its
+		// promise may still run.
 		return &Error{Op: "produce", Topic: e.Topic, Err: fmt.Errorf(
 			"%w before the broker acknowledged (the record may still be written)", ctx.Err())}
 	}
-	e.Record = &event.Record{Partition: rec.Partition, Offset: rec.Offset}
-	return nil
 }
 
 // refuses reports whether Publish is refused: from Drain on, except for
@@ -321,20 +341,50 @@ func (t *Transport) refuses(o transport.PublishOptions) bool {
 	return t.closed.Load() || t.draining.Load() && !o.Overflow
 }
 
-// produce hands rec to the producer unless Close has begun; promise runs
-// once the broker answered.
-func (t *Transport) produce(ctx context.Context, rec *kgo.Record, o transport.PublishOptions, promise func(*kgo.Record, error)) error {
+// produce hands o's record to the producer unless Close has begun.
+func (t *Transport) produce(o *outRecord, po transport.PublishOptions) error {
 	t.pubMu.RLock()
 	defer t.pubMu.RUnlock()
-	if t.refuses(o) {
+	if t.refuses(po) {
 		<-t.room
+		t.release(o)
 		return transport.ErrClosed
 	}
-	t.prod.Produce(ctx, rec, func(r *kgo.Record, err error) {
-		<-t.room
-		promise(r, err)
-	})
+	t.prod.Produce(o, &o.rec, t.promise)
 	return nil
+}
+
+// produced is the promise of every record: it frees the record's room and
+// reports the outcome, to the asynchronous caller's callback (and the
+// record goes back to the pool) or to the synchronous caller waiting in
+// Publish (which puts it back).
+func (t *Transport) produced(r *kgo.Record, err error) {
+	<-t.room
+	o, _ := r.Context.Value(outRecordKey{}).(*outRecord)
+	if o == nil {
+		// Unreachable unless a hook replaced the record's context with
+		// one that does not derive from it.
+		t.host.Logger.Error("eventstream: a produced record lost its context; its outcome is not reported", "topic", r.Topic)
+		return
+	}
+	if o.done == nil {
+		o.acked <- err
+		return
+	}
+	if err != nil {
+		err = &Error{Op: "produce", Topic: r.Topic, Err: err}
+		t.host.Logger.LogAttrs(r.Context, slog.LevelWarn, "eventstream: asynchronous emit failed",
+			slog.String("topic", r.Topic), slog.String("event_id", o.id), slog.String("error", err.Error()))
+	}
+	o.done(err)
+	t.release(o)
+}
+
+// release puts a record whose promise ran (or that was never produced)
+// back in the pool.
+func (t *Transport) release(o *outRecord) {
+	o.reset()
+	t.records.Put(o)
 }
 
 // reserve takes room for one record, waiting while the producer holds

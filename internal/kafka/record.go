@@ -1,6 +1,9 @@
 package kafka
 
 import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"mime"
@@ -30,6 +33,42 @@ const (
 	contentTypeJSON        = "application/json"
 )
 
+// Format is the layout of the records the transport writes. Consumers read
+// both, and foreign records, whatever the writer's Format: the layout is
+// recognized per record.
+type Format uint8
+
+const (
+	// FormatCloudEvents writes the CloudEvents binary-mode attributes as
+	// six headers, so that CloudEvents consumers read the records.
+	FormatCloudEvents Format = iota
+	// FormatCompact writes one header, HeaderCompact, with the event's id
+	// and time in binary; ce_source, ce_type, ce_specversion and
+	// content-type are left out (the value is JSON). Every header of the
+	// event itself (trace context, user headers) is written as in
+	// FormatCloudEvents. A consumer pays franz-go one header instead of
+	// six.
+	FormatCompact
+)
+
+// HeaderCompact is the header of FormatCompact. Its value, version 1:
+//
+//	byte 0       1 (the version)
+//	byte 1       flags: bit 0 set when the id is a UUID in 16 bytes
+//	bytes 2–9    the time's Unix seconds, big-endian signed
+//	bytes 10–13  the time's nanoseconds within the second, big-endian
+//	bytes 14–    the id: 16 bytes of a UUID (written as the lower-case
+//	             36-character form), or the id's own bytes
+//
+// A header by this name that does not read as such is an ordinary header.
+const HeaderCompact = "eventstream"
+
+const (
+	compactVersion  = 1
+	compactFlagUUID = 1 << 0
+	compactFixed    = 14
+)
+
 // DecodeError says why a record's value could not be read as JSON.
 type DecodeError struct {
 	Topic       string
@@ -57,38 +96,126 @@ func (e *encodeError) Error() string {
 
 func (e *encodeError) Unwrap() error { return e.err }
 
-// encode turns an event into its record: the JSON of Data as the value (or
-// Raw as it is, for an event read from Kafka and sent on, such as a dead
-// letter), the key, and the headers with the CloudEvents attributes, whose
-// ce_source is source.
-func encode(e *event.Event, source string) (*kgo.Record, error) {
-	value := e.Raw
-	if value == nil {
-		var err error
-		if value, err = json.Marshal(e.Data); err != nil {
-			return nil, &encodeError{typ: typeName(e.Data), err: err}
+// codec turns events into records and records into events.
+type codec struct {
+	format Format
+	// decodeData fills Event.Data with the decoded value; without it,
+	// Data stays nil and checkJSON says whether the value is still
+	// checked (so that a value that is not JSON is reported).
+	decodeData bool
+	checkJSON  bool
+
+	// Header values that never change, shared by every record: franz-go
+	// only reads them.
+	specVersion, source, contentType []byte
+}
+
+func newCodec(cfg Config) *codec {
+	return &codec{
+		format:      cfg.Format,
+		decodeData:  !cfg.SkipData,
+		checkJSON:   cfg.CheckJSON,
+		specVersion: []byte(cloudEventsSpecVersion),
+		source:      []byte(cfg.Source),
+		contentType: []byte(contentTypeJSON),
+	}
+}
+
+// outRecord is one record on its way to the broker, with what its promise
+// needs. It is pooled: franz-go keeps no reference to a record once its
+// promise returned, so the record, its headers and its bytes are reused
+// for a later event.
+//
+// It is also the record's context. Publish must not hand franz-go the
+// caller's cancellation (see Publish), and one promise function serves
+// every record, which finds its outRecord through the context; an
+// outRecord that is a context without cancellation over the caller's
+// values does both without allocating.
+type outRecord struct {
+	rec     kgo.Record
+	parent  context.Context // the caller's: values only
+	done    func(error)     // asynchronous publish: the caller's callback
+	acked   chan error      // synchronous publish: the outcome
+	id      string          // the event's, for the log of a failure
+	buf     []byte          // the value (unless it is Raw), key and header values
+	headers []kgo.RecordHeader
+	enc     *json.Encoder // writes into buf
+}
+
+type outRecordKey struct{}
+
+// Deadline, Done and Err hide the caller's cancellation from franz-go.
+func (o *outRecord) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (o *outRecord) Done() <-chan struct{}       { return nil }
+func (o *outRecord) Err() error                  { return nil }
+
+// Value finds the outRecord itself (hooks may have wrapped the context),
+// and the caller's values (trace context) for hooks and logs.
+func (o *outRecord) Value(key any) any {
+	if key == (outRecordKey{}) {
+		return o
+	}
+	if o.parent == nil {
+		return nil
+	}
+	return o.parent.Value(key)
+}
+
+// Write lets the JSON encoder append to buf.
+func (o *outRecord) Write(p []byte) (int, error) {
+	o.buf = append(o.buf, p...)
+	return len(p), nil
+}
+
+// maxPooledBytes bounds the buffer a pooled record keeps: a rare large
+// event must not pin its size in every pooled record.
+const maxPooledBytes = 64 << 10
+
+func newOutRecord() *outRecord {
+	o := &outRecord{}
+	o.enc = json.NewEncoder(o)
+	return o
+}
+
+// reset drops what the record refers to, keeping its buffers.
+func (o *outRecord) reset() {
+	clear(o.headers)
+	o.headers = o.headers[:0]
+	o.rec = kgo.Record{}
+	o.parent, o.done, o.id = nil, nil, ""
+	if cap(o.buf) > maxPooledBytes {
+		o.buf = nil
+	}
+	o.buf = o.buf[:0]
+}
+
+// span is where a header value lies in buf, until buf stops growing.
+type span struct{ start, end int }
+
+// encode fills o.rec from e: the JSON of Data as the value (or Raw as it
+// is, for an event read from Kafka and sent on, such as a dead letter), the
+// key, the event's headers and the format's own. Everything the record
+// holds is appended to o.buf, whose slices are taken once it is complete.
+func (c *codec) encode(o *outRecord, e *event.Event) error {
+	o.buf = o.buf[:0]
+	value := span{-1, -1}
+	if e.Raw == nil {
+		if err := o.enc.Encode(e.Data); err != nil {
+			o.buf = o.buf[:0]
+			return &encodeError{typ: typeName(e.Data), err: err}
 		}
+		value = span{0, len(o.buf) - 1} // without Encode's newline
 	}
-	r := &kgo.Record{Topic: e.Topic, Value: value, Timestamp: e.Time}
-	if e.Key != "" {
-		r.Key = []byte(e.Key)
-	}
-	// All header values share one buffer: one allocation, not one each.
-	size := len(cloudEventsSpecVersion) + len(e.ID) + len(time.RFC3339Nano) + len(source) + len(e.Topic) + len(contentTypeJSON)
-	for _, v := range e.Headers {
-		size += len(v)
-	}
-	buf := make([]byte, 0, size)
-	add := func(v string) []byte {
-		start := len(buf)
-		buf = append(buf, v...)
-		return buf[start:len(buf):len(buf)]
-	}
-	hs := make([]kgo.RecordHeader, 0, len(e.Headers)+6)
+	key := o.add(e.Key)
+
+	// The event's headers: values in buf, in order after the value.
+	hs := o.headers[:0]
+	var spans [16]span
+	vals := spans[:0]
 	var hasSource, hasType, hasContentType bool
 	for k, v := range e.Headers {
 		switch k {
-		case HeaderCloudEventsSpecVersion, HeaderCloudEventsID, HeaderCloudEventsTime:
+		case HeaderCloudEventsSpecVersion, HeaderCloudEventsID, HeaderCloudEventsTime, HeaderCompact:
 			continue // always this event's own
 		case HeaderCloudEventsSource:
 			hasSource = true
@@ -100,25 +227,67 @@ func encode(e *event.Event, source string) (*kgo.Record, error) {
 			}
 			hasContentType = true
 		}
-		hs = append(hs, kgo.RecordHeader{Key: k, Value: add(v)})
+		hs = append(hs, kgo.RecordHeader{Key: k})
+		vals = append(vals, o.add(v))
 	}
-	hs = append(hs,
-		kgo.RecordHeader{Key: HeaderCloudEventsSpecVersion, Value: add(cloudEventsSpecVersion)},
-		kgo.RecordHeader{Key: HeaderCloudEventsID, Value: add(e.ID)})
-	tstart := len(buf)
-	buf = e.Time.UTC().AppendFormat(buf, time.RFC3339Nano)
-	hs = append(hs, kgo.RecordHeader{Key: HeaderCloudEventsTime, Value: buf[tstart:len(buf):len(buf)]})
-	if !hasSource {
-		hs = append(hs, kgo.RecordHeader{Key: HeaderCloudEventsSource, Value: add(source)})
+	switch c.format {
+	case FormatCompact:
+		start := len(o.buf)
+		o.buf = appendCompact(o.buf, e.ID, e.Time)
+		hs = append(hs, kgo.RecordHeader{Key: HeaderCompact})
+		vals = append(vals, span{start, len(o.buf)})
+	default:
+		hs = append(hs,
+			kgo.RecordHeader{Key: HeaderCloudEventsSpecVersion, Value: c.specVersion},
+			kgo.RecordHeader{Key: HeaderCloudEventsID})
+		vals = append(vals, span{-1, -1}, o.add(e.ID))
+		start := len(o.buf)
+		o.buf = appendTime(o.buf, e.Time)
+		hs = append(hs, kgo.RecordHeader{Key: HeaderCloudEventsTime})
+		vals = append(vals, span{start, len(o.buf)})
+		if !hasSource {
+			hs = append(hs, kgo.RecordHeader{Key: HeaderCloudEventsSource, Value: c.source})
+			vals = append(vals, span{-1, -1})
+		}
+		if !hasType {
+			hs = append(hs, kgo.RecordHeader{Key: HeaderCloudEventsType})
+			vals = append(vals, o.add(e.Topic))
+		}
+		if !hasContentType {
+			hs = append(hs, kgo.RecordHeader{Key: HeaderContentType, Value: c.contentType})
+			vals = append(vals, span{-1, -1})
+		}
 	}
-	if !hasType {
-		hs = append(hs, kgo.RecordHeader{Key: HeaderCloudEventsType, Value: add(e.Topic)})
+
+	// buf is complete: take its slices (capacity capped, so that nothing
+	// appended later could reach the next one).
+	b := o.buf
+	at := func(s span) []byte { return b[s.start:s.end:s.end] }
+	r := &o.rec
+	r.Topic, r.Timestamp = e.Topic, e.Time
+	if value.start >= 0 {
+		r.Value = at(value)
+	} else {
+		r.Value = e.Raw
 	}
-	if !hasContentType {
-		hs = append(hs, kgo.RecordHeader{Key: HeaderContentType, Value: add(contentTypeJSON)})
+	if key.end > key.start {
+		r.Key = at(key)
 	}
+	for i, s := range vals {
+		if s.start >= 0 {
+			hs[i].Value = at(s)
+		}
+	}
+	o.headers = hs
 	r.Headers = hs
-	return r, nil
+	return nil
+}
+
+// add appends s to buf and returns where it lies.
+func (o *outRecord) add(s string) span {
+	start := len(o.buf)
+	o.buf = append(o.buf, s...)
+	return span{start, len(o.buf)}
 }
 
 func typeName(v any) string {
@@ -128,13 +297,160 @@ func typeName(v any) string {
 	return reflect.TypeOf(v).String()
 }
 
+// appendCompact appends the value of HeaderCompact for id and t.
+func appendCompact(b []byte, id string, t time.Time) []byte {
+	var flags byte
+	var u [16]byte
+	if parseUUID(&u, id) {
+		flags |= compactFlagUUID
+	}
+	b = append(b, compactVersion, flags)
+	b = binary.BigEndian.AppendUint64(b, uint64(t.Unix()))
+	b = binary.BigEndian.AppendUint32(b, uint32(t.Nanosecond()))
+	if flags&compactFlagUUID != 0 {
+		return append(b, u[:]...)
+	}
+	return append(b, id...)
+}
+
+// readCompact reads a HeaderCompact value: the id's bytes (or its UUID)
+// and the time.
+func readCompact(v []byte) (id []byte, uuid bool, t time.Time, ok bool) {
+	if len(v) < compactFixed || v[0] != compactVersion || v[1]&^compactFlagUUID != 0 {
+		return nil, false, time.Time{}, false
+	}
+	sec := int64(binary.BigEndian.Uint64(v[2:10]))
+	nsec := binary.BigEndian.Uint32(v[10:14])
+	if nsec >= 1e9 {
+		return nil, false, time.Time{}, false
+	}
+	id, uuid = v[compactFixed:], v[1]&compactFlagUUID != 0
+	if uuid && len(id) != 16 {
+		return nil, false, time.Time{}, false
+	}
+	return id, uuid, time.Unix(sec, int64(nsec)).UTC(), true
+}
+
+// parseUUID reads the lower-case 36-character form of a UUID, the only one
+// that encodeUUID gives back unchanged.
+func parseUUID(u *[16]byte, s string) bool {
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return false
+	}
+	j := 0
+	for i := 0; i < 36; i += 2 {
+		if s[i] == '-' {
+			i--
+			continue
+		}
+		hi, ok1 := lowerHex(s[i])
+		lo, ok2 := lowerHex(s[i+1])
+		if !ok1 || !ok2 {
+			return false
+		}
+		u[j] = hi<<4 | lo
+		j++
+	}
+	return j == 16
+}
+
+func lowerHex(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}
+
+// appendUUID appends the 36-character form of u.
+func appendUUID(b []byte, u []byte) []byte {
+	var s [36]byte
+	hex.Encode(s[0:8], u[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], u[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], u[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], u[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:36], u[10:16])
+	return append(b, s[:]...)
+}
+
+// appendTime appends t in UTC as RFC 3339 with the nanoseconds that are
+// not zero, as t.UTC().AppendFormat(b, time.RFC3339Nano) does, from the
+// Unix time directly: Format's layout interpretation and calendar calls
+// were a fifth of encoding a record.
+func appendTime(b []byte, t time.Time) []byte {
+	sec := t.Unix()
+	days := sec / 86400
+	if sec%86400 < 0 {
+		days--
+	}
+	rem := sec - days*86400
+	// Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+	z := days + 719468
+	era := z / 146097
+	if z%146097 < 0 {
+		era--
+	}
+	doe := z - era*146097
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
+	y := yoe + era*400
+	doy := doe - (365*yoe + yoe/4 - yoe/100)
+	mp := (5*doy + 2) / 153
+	d := doy - (153*mp+2)/5 + 1
+	m := mp + 3
+	if mp >= 10 {
+		m = mp - 9
+	}
+	if m <= 2 {
+		y++
+	}
+	if y < 0 || y > 9999 {
+		return t.UTC().AppendFormat(b, time.RFC3339Nano)
+	}
+	var s [30]byte
+	put := func(at int, v int64, n int) {
+		for i := at + n - 1; i >= at; i-- {
+			s[i] = byte('0' + v%10)
+			v /= 10
+		}
+	}
+	put(0, y, 4)
+	s[4] = '-'
+	put(5, m, 2)
+	s[7] = '-'
+	put(8, d, 2)
+	s[10] = 'T'
+	put(11, rem/3600, 2)
+	s[13] = ':'
+	put(14, rem/60%60, 2)
+	s[16] = ':'
+	put(17, rem%60, 2)
+	n := 19
+	if ns := t.Nanosecond(); ns != 0 {
+		s[19] = '.'
+		put(20, int64(ns), 9)
+		n = 29
+		for s[n-1] == '0' {
+			n--
+		}
+	}
+	s[n] = 'Z'
+	return append(b, s[:n+1]...)
+}
+
 // decode turns a record into an event. Every header becomes an event header.
-// The id is ce_id, else "<topic>-<partition>-<offset>" (stable across
-// re-deliveries, so handlers can deduplicate on it); the time is ce_time,
-// else the record's timestamp. Data is the decoded JSON value; a value that
-// is not JSON (by its content-type, or failing to parse) leaves Data nil,
-// keeps the bytes in Raw, and returns a *DecodeError beside the event. An
-// empty value (a tombstone) is Data nil without an error.
+// The id and time are those of HeaderCompact, else ce_id and ce_time; else
+// the id is "<topic>-<partition>-<offset>" (stable across re-deliveries, so
+// handlers can deduplicate on it) and the time the record's timestamp.
+// Data is the decoded JSON value (unless the codec skips it); a value that
+// is not JSON (by its content-type, or failing to parse or the check) leaves
+// Data nil, keeps the bytes in Raw, and returns a *DecodeError beside the
+// event. An empty value (a tombstone) is Data nil without an error.
 //
 // The strings of the event (ID, Key, header values) are copies: a handler,
 // a span or the history may keep them long after the record, and a view
@@ -142,7 +458,7 @@ func typeName(v any) string {
 // record's own value slice (copying every payload would double the cost of
 // a large record); it pins the fetch buffer only as long as someone keeps
 // Raw itself.
-func decode(r *kgo.Record) (*event.Event, error) {
+func (c *codec) decode(r *kgo.Record) (*event.Event, error) {
 	// The event and its location in one allocation.
 	er := &struct {
 		e event.Event
@@ -150,8 +466,9 @@ func decode(r *kgo.Record) (*event.Event, error) {
 	}{r: event.Record{Partition: r.Partition, Offset: r.Offset}}
 	e := &er.e
 	e.Topic, e.Raw, e.Record = r.Topic, r.Value, &er.r
+	ct := ""
 	if len(r.Headers) > 0 {
-		decodeHeaders(e, r)
+		ct = decodeHeaders(e, r)
 	} else if len(r.Key) > 0 {
 		e.Key = string(r.Key)
 	}
@@ -164,41 +481,61 @@ func decode(r *kgo.Record) (*event.Event, error) {
 	if len(r.Value) == 0 {
 		return e, nil
 	}
-	ct := e.Headers[HeaderContentType]
 	if ct != "" && !isJSONMediaType(ct) {
 		return e, &DecodeError{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, ContentType: ct,
 			Err: fmt.Errorf("content-type %q is not JSON", ct)}
 	}
-	data, err := decodeJSON(r.Value)
-	if err != nil {
-		return e, &DecodeError{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, ContentType: ct, Err: err}
+	switch {
+	case c.decodeData:
+		data, err := decodeJSON(r.Value)
+		if err != nil {
+			return e, &DecodeError{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, ContentType: ct, Err: err}
+		}
+		e.Data = data
+	case c.checkJSON:
+		if !json.Valid(r.Value) {
+			var v any
+			err := json.Unmarshal(r.Value, &v) // the reason, as decoding would give it
+			return e, &DecodeError{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, ContentType: ct, Err: err}
+		}
 	}
-	e.Data = data
 	return e, nil
 }
 
-// decodeHeaders fills e.Key and e.Headers from the record, and e.ID and
-// e.Time from ce_id and ce_time. The CloudEvents attributes the event holds
-// in its own fields, or that have the value the bus would write anyway,
-// are not repeated in Headers: ce_id, ce_time, ce_specversion "1.0",
-// content-type "application/json" and ce_type equal to the topic. Every
-// other header, ce_source included, is there.
+// decodeHeaders fills e.ID, e.Time, e.Key and e.Headers from the record
+// and returns its content-type. The attributes the event holds in its own
+// fields, or that have the value the bus would write anyway, are not
+// repeated in Headers: HeaderCompact, ce_id, ce_time, ce_specversion
+// "1.0", content-type "application/json" and ce_type equal to the topic.
+// Every other header, ce_source included, is there.
 //
-// The key and the header values kept are copied into one buffer of the
-// event's own (one allocation for all of them); the id gets its own copy,
-// as it outlives the event in spans and the history.
-func decodeHeaders(e *event.Event, r *kgo.Record) {
+// The id, the key and the header values kept are copied into one buffer
+// of the event's own: one allocation for all of them. The id outlives the
+// event in spans and the history, and keeps that buffer with it, which is
+// why a buffer much larger than the id gives the id a copy of its own.
+func decodeHeaders(e *event.Event, r *kgo.Record) (contentType string) {
+	const maxShared = 256 // bytes of key and header values an id may keep
+	var (
+		idBytes    []byte
+		idUUID     bool
+		compactSet bool
+		ceID       []byte
+		ceTime     []byte
+	)
 	n, size := 0, len(r.Key)
 	var drop uint64 // bit i: header i is not kept (only the first 64 can be dropped)
 	for i, h := range r.Headers {
 		keep := true
 		switch h.Key {
-		case HeaderCloudEventsID:
-			e.ID, keep = string(h.Value), false
-		case HeaderCloudEventsTime:
-			if tm, ok := parseTime(h.Value); ok {
-				e.Time, keep = tm, false
+		case HeaderCompact:
+			if id, uuid, tm, ok := readCompact(h.Value); ok && !compactSet {
+				idBytes, idUUID, e.Time, compactSet, keep = id, uuid, tm, true, false
 			}
+		case HeaderCloudEventsID:
+			ceID, keep = h.Value, false
+		case HeaderCloudEventsTime:
+			ceTime = h.Value
+			keep = false
 		case HeaderCloudEventsSpecVersion:
 			keep = string(h.Value) != cloudEventsSpecVersion
 		case HeaderContentType:
@@ -213,7 +550,33 @@ func decodeHeaders(e *event.Event, r *kgo.Record) {
 		n++
 		size += len(h.Value)
 	}
-	buf := make([]byte, 0, size)
+	if !compactSet {
+		if ceTime != nil {
+			if tm, ok := parseTime(ceTime); ok {
+				e.Time = tm
+			} else if i := indexHeader(r.Headers, HeaderCloudEventsTime); i >= 0 && i < 64 {
+				// Not a time: kept as a header, as any other.
+				drop &^= 1 << i
+				n++
+				size += len(ceTime)
+			}
+		}
+		idBytes = ceID
+	}
+	idLen := len(idBytes)
+	if idUUID {
+		idLen = 36
+	}
+	if size > maxShared && idLen > 0 {
+		// The id gets its own copy.
+		if idUUID {
+			e.ID = string(appendUUID(nil, idBytes))
+		} else {
+			e.ID = string(idBytes)
+		}
+		idLen = 0
+	}
+	buf := make([]byte, 0, idLen+size)
 	view := func(b []byte) string {
 		if len(b) == 0 {
 			return ""
@@ -223,16 +586,37 @@ func decodeHeaders(e *event.Event, r *kgo.Record) {
 		// buf never grows beyond its capacity, so every view stays valid.
 		return unsafe.String(&buf[start], len(b))
 	}
-	e.Key = view(r.Key)
-	if n == 0 {
-		return
-	}
-	e.Headers = make(map[string]string, n)
-	for i, h := range r.Headers {
-		if i >= 64 || drop&(1<<i) == 0 {
-			e.Headers[h.Key] = view(h.Value)
+	if idLen > 0 {
+		if idUUID {
+			buf = appendUUID(buf, idBytes)
+			e.ID = unsafe.String(&buf[0], 36)
+		} else {
+			e.ID = view(idBytes)
 		}
 	}
+	e.Key = view(r.Key)
+	if n > 0 {
+		e.Headers = make(map[string]string, n)
+		for i, h := range r.Headers {
+			if i >= 64 || drop&(1<<i) == 0 {
+				v := view(h.Value)
+				e.Headers[h.Key] = v
+				if h.Key == HeaderContentType {
+					contentType = v
+				}
+			}
+		}
+	}
+	return contentType
+}
+
+func indexHeader(hs []kgo.RecordHeader, key string) int {
+	for i, h := range hs {
+		if h.Key == key {
+			return i
+		}
+	}
+	return -1
 }
 
 // parseTime reads an RFC 3339 time. The UTC form the bus writes
@@ -280,6 +664,9 @@ func parseTime(s []byte) (time.Time, bool) {
 // isJSONMediaType accepts application/json and the structured-syntax
 // suffix +json (application/cloudevents+json, application/vnd.x+json).
 func isJSONMediaType(ct string) bool {
+	if ct == contentTypeJSON {
+		return true
+	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
 		return false

@@ -11,6 +11,21 @@ import (
 	"libx.net/eventstream/event"
 )
 
+// encode and decode as a transport with the default configuration does.
+func encode(e *event.Event, source string) (*kgo.Record, error) {
+	return encodeAs(e, Config{Source: source})
+}
+
+func encodeAs(e *event.Event, cfg Config) (*kgo.Record, error) {
+	o := newOutRecord()
+	if err := newCodec(cfg).encode(o, e); err != nil {
+		return nil, err
+	}
+	return &o.rec, nil
+}
+
+func decode(r *kgo.Record) (*event.Event, error) { return newCodec(Config{}).decode(r) }
+
 // An event survives encode and decode: id, time, key, data and headers.
 func TestRecordRoundTrip(t *testing.T) {
 	e := event.New("orders", map[string]any{"id": 7.0, "tags": []any{"a"}})
