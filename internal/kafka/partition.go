@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,16 +13,19 @@ import (
 
 // partState tracks one assigned partition: the offsets dispatched in order,
 // which are done, and so the offset to commit.
+//
+// A record's handler takes the lock once, when it finishes: starting one
+// reads atomics only (revoked and stallAt change a few times in a
+// partition's life, and whoever waits for running to reach zero polls).
 type partState struct {
 	partition int32
 	hwm       atomic.Int64 // high watermark from the last fetch; -1 unknown
 	committed atomic.Int64 // last committed offset; -1 unknown
+	revoked   atomic.Bool
+	stallAt   atomic.Int64 // an event at this offset was not done: nothing after it is dispatched or started; -1 none
+	running   atomic.Int64 // handlers begun and not ended
 
 	mu       sync.Mutex
-	revoked  bool
-	stallAt  int64 // an event at this offset was not done: nothing after it is dispatched or started; -1 none
-	running  int
-	idle     chan struct{}
 	pend     []pendingOffset // dispatched records; pend[head:] are not all done
 	head     int
 	base     int64 // seq of pend[0]
@@ -38,23 +42,16 @@ type pendingOffset struct {
 }
 
 func newPartState(p int32) *partState {
-	ps := &partState{partition: p, mark: -1, epoch: -1, dispHigh: -1, stallAt: -1}
+	ps := &partState{partition: p, mark: -1, epoch: -1, dispHigh: -1}
 	ps.hwm.Store(-1)
 	ps.committed.Store(-1)
+	ps.stallAt.Store(-1)
 	return ps
 }
 
-func (ps *partState) isRevoked() bool {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	return ps.revoked
-}
+func (ps *partState) isRevoked() bool { return ps.revoked.Load() }
 
-func (ps *partState) revoke() {
-	ps.mu.Lock()
-	ps.revoked = true
-	ps.mu.Unlock()
-}
+func (ps *partState) revoke() { ps.revoked.Store(true) }
 
 // setStart records where consuming starts, when nothing was dispatched yet.
 func (ps *partState) setStart(off int64) {
@@ -71,7 +68,7 @@ func (ps *partState) setStart(off int64) {
 func (ps *partState) track(recs []*kgo.Record) (int64, bool) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	if ps.revoked || ps.stallAt >= 0 {
+	if ps.revoked.Load() || ps.stallAt.Load() >= 0 {
 		return 0, false
 	}
 	if len(ps.pend) == ps.head { // all done: start over
@@ -89,22 +86,23 @@ func (ps *partState) track(recs []*kgo.Record) (int64, bool) {
 }
 
 // begin marks the handler of offset off starting; false when the
-// partition was revoked, or stalled before off.
+// partition was revoked, or stalled before off. It counts itself running
+// before it looks, so that a revoke either stops it here or waits for it
+// (waitIdle): both sides write, then read the other's atomic.
 func (ps *partState) begin(off int64) bool {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	if ps.revoked || ps.stallAt >= 0 && off > ps.stallAt {
+	ps.running.Add(1)
+	if stall := ps.stallAt.Load(); ps.revoked.Load() || stall >= 0 && off > stall {
+		ps.running.Add(-1)
 		return false
 	}
-	ps.running++
 	return true
 }
 
 // finish marks seq done and moves the mark past every done prefix.
 func (ps *partState) finish(seq, off int64, epoch int32) {
+	defer ps.running.Add(-1) // after the mark moved: waitIdle's caller commits it
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	ps.ended()
 	i := seq - ps.base
 	if i < int64(ps.head) || i >= int64(len(ps.pend)) || ps.pend[i].offset != off {
 		return
@@ -133,36 +131,24 @@ func (ps *partState) finish(seq, off int64, epoch int32) {
 // nothing after it (what came before may still finish), so no later commit
 // can pass the event.
 func (ps *partState) stall(off int64) {
+	defer ps.running.Add(-1)
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	ps.ended()
-	if ps.stallAt < 0 || off < ps.stallAt {
-		ps.stallAt = off
+	if cur := ps.stallAt.Load(); cur < 0 || off < cur {
+		ps.stallAt.Store(off)
 	}
 }
 
-// ended counts a handler out; ps.mu is held.
-func (ps *partState) ended() {
-	ps.running--
-	if ps.running == 0 && ps.idle != nil {
-		close(ps.idle)
-		ps.idle = nil
-	}
-}
-
-// waitIdle waits until no handler of the partition runs, up to d.
+// waitIdle waits until no handler of the partition runs, up to d. It
+// polls: it runs once per revoked partition, and a notification would
+// cost every record.
 func (ps *partState) waitIdle(d time.Duration) {
-	ps.mu.Lock()
-	if ps.running == 0 {
-		ps.mu.Unlock()
+	if ps.running.Load() == 0 || d <= 0 {
 		return
 	}
-	if ps.idle == nil {
-		ps.idle = make(chan struct{})
-	}
-	idle := ps.idle
-	ps.mu.Unlock()
-	lanes.WaitClosed(idle, d)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	lanes.PollUntil(ctx, time.Millisecond, func() int { return int(ps.running.Load()) })
 }
 
 // toCommit returns the offset to commit, if it moved past the last commit.
