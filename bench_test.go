@@ -151,8 +151,14 @@ func benchEmit(b *testing.B, bus eventstream.EventBus, groups ...string) {
 
 // BenchmarkMemoryHeap reports the live heap before and after b.N events;
 // run with -benchtime=10000000x for the README's figure.
-func BenchmarkMemoryHeap(b *testing.B) {
-	bus := benchBus(b)
+func BenchmarkMemoryHeap(b *testing.B) { benchHeap(b, benchBus(b)) }
+
+// BenchmarkMemoryHeapDefault is BenchmarkMemoryHeap on DefaultConfig()'s
+// bus: history and stats on, whose ring and counters are allocated up
+// front and hold copies, never events.
+func BenchmarkMemoryHeapDefault(b *testing.B) { benchHeap(b, defaultBus(b)) }
+
+func benchHeap(b *testing.B, bus eventstream.EventBus) {
 	var before uint64
 	benchDelivered(b, bus, func() {
 		for i := 0; i < 10000; i++ { // warm up: queues reach their working size
