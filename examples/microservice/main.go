@@ -44,6 +44,7 @@ import (
 
 	"libx.net/eventstream"
 	"libx.net/eventstream/examples/otelsetup"
+	"libx.net/eventstream/history"
 )
 
 type order struct {
@@ -68,6 +69,7 @@ func main() {
 	metrics := flag.String("metrics", "", "address of /metrics (default: 9464, 9465, 9466 by service)")
 	rate := flag.Int("rate", 20, "orders per second (order-service)")
 	duration := flag.Duration("duration", 0, "stop after this long (0: until interrupted)")
+	traceURL := flag.String("trace-url", "http://localhost:16686/trace/{id}", "trace viewer link on the debug page, {id} is the trace id (empty: no links)")
 	flag.Parse()
 	if _, ok := metricsPorts[*service]; !ok {
 		log.Fatalf("-service must be one of order-service, notification-service, points-service, all; got %q", *service)
@@ -89,12 +91,12 @@ func main() {
 	if *brokers != "" {
 		brokerList = strings.Split(*brokers, ",")
 	}
-	if err := run(ctx, *service, brokerList, *metrics, *rate); err != nil {
+	if err := run(ctx, *service, brokerList, *metrics, *rate, *traceURL); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(ctx context.Context, service string, brokers []string, metricsAddr string, rate int) error {
+func run(ctx context.Context, service string, brokers []string, metricsAddr string, rate int, traceURL string) error {
 	name := service
 	if service == "all" {
 		name = "shop"
@@ -130,7 +132,7 @@ func run(ctx context.Context, service string, brokers []string, metricsAddr stri
 			obs.Logger.Error("close", "error", err)
 		}
 	}()
-	obs.Mux.Handle(debugPath, http.StripPrefix(strings.TrimSuffix(debugPath, "/"), eventstream.DebugHandler(bus)))
+	obs.Mux.Handle(debugPath, http.StripPrefix(strings.TrimSuffix(debugPath, "/"), eventstream.DebugHandler(bus, debugOptions(traceURL)...)))
 	if obs.BaseURL != "" {
 		obs.Logger.Info("serving", "metrics", obs.BaseURL+"/metrics", "debug_page", obs.BaseURL+debugPath)
 	}
@@ -217,4 +219,13 @@ func emitOrders(ctx context.Context, bus eventstream.EventBus, obs *otelsetup.Se
 			obs.Logger.ErrorContext(ectx, "emit failed", "error", err)
 		}
 	}
+}
+
+// debugOptions links the debug page's trace ids to a trace viewer (Jaeger's
+// UI by default).
+func debugOptions(traceURL string) []history.HandlerOption {
+	if traceURL == "" {
+		return nil
+	}
+	return []history.HandlerOption{history.WithTraceURL(traceURL)}
 }
