@@ -525,6 +525,8 @@ func TestKafkaConfigValidation(t *testing.T) {
 		"heartbeat":          func(k *eventstream.KafkaConfig) { k.HeartbeatInterval = time.Minute },
 		"nil option":         func(k *eventstream.KafkaConfig) { k.ClientOptions = []kgo.Opt{nil} },
 		"non-json policy":    func(k *eventstream.KafkaConfig) { k.NonJSON = 7 },
+		"record format":      func(k *eventstream.KafkaConfig) { k.RecordFormat = "avro" },
+		"data decoding":      func(k *eventstream.KafkaConfig) { k.DecodeData = 7 },
 	}
 	for name, mut := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -19,10 +19,19 @@ func kafkaTestConfig(brokers []string) *eventstream.Config {
 }
 
 func kafkaTransport(brokers []string, opts ...eventstream.Option) eventstreamtest.Transport {
+	return kafkaTransportTuned(brokers, nil, opts...)
+}
+
+// kafkaTransportTuned is kafkaTransport with tune applied to each bus's
+// config.
+func kafkaTransportTuned(brokers []string, tune func(*eventstream.Config), opts ...eventstream.Option) eventstreamtest.Transport {
 	return eventstreamtest.Transport{
 		Timeout: 20 * time.Second,
 		New: func(t *testing.T, s eventstreamtest.Setup) eventstream.EventBus {
 			cfg := kafkaTestConfig(brokers)
+			if tune != nil {
+				tune(cfg)
+			}
 			if s.BufferSize > 0 {
 				cfg.Memory.BufferSize = s.BufferSize
 			}
@@ -46,4 +55,9 @@ func TestKafkaConformance(t *testing.T) {
 
 func TestKafkaConformanceWithoutTelemetry(t *testing.T) {
 	eventstreamtest.Run(t, kafkaTransport(eventstreamtest.KafkaCluster(t), eventstream.WithoutTelemetry()))
+}
+
+// The compact record format passes the same suite.
+func TestKafkaConformanceCompact(t *testing.T) {
+	eventstreamtest.Run(t, kafkaTransportTuned(eventstreamtest.KafkaCluster(t), compactConfig))
 }

@@ -1,8 +1,11 @@
 package kafka
 
 import (
+	"encoding/json"
 	"errors"
 	"maps"
+	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -154,5 +157,171 @@ func BenchmarkDecode(b *testing.B) {
 		if _, err := decode(r); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// appendTime writes what time.Format writes for RFC 3339 with nanoseconds,
+// in UTC, across the years RFC 3339 covers and beyond them.
+func TestAppendTimeMatchesFormat(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	check := func(tm time.Time) {
+		t.Helper()
+		want := tm.UTC().Format(time.RFC3339Nano)
+		if got := string(appendTime(nil, tm)); got != want {
+			t.Fatalf("%v: %q, want %q", tm, got, want)
+		}
+	}
+	check(time.Unix(0, 0))
+	check(time.Unix(-1, 0))
+	check(time.Unix(-1, 999999999))
+	check(time.Date(2024, 2, 29, 23, 59, 59, 100, time.FixedZone("x", 5*3600)))
+	check(time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC))
+	check(time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC))
+	check(time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC))
+	check(time.Date(-1, 12, 31, 0, 0, 0, 10, time.UTC))
+	check(time.Now())
+	for range 100000 {
+		sec := r.Int64N(2*400*365*86400) - 300*365*86400 // 1670 to 2470
+		ns := r.Int64N(1e9)
+		switch r.IntN(3) {
+		case 0:
+			ns = 0
+		case 1:
+			ns -= ns % 1000
+		}
+		check(time.Unix(sec, ns))
+	}
+}
+
+// A compact record carries the event's headers and one header of its own;
+// it decodes to the same event, time to the nanosecond.
+func TestCompactRoundTrip(t *testing.T) {
+	for _, id := range []string{"", "order-7", "0198A1C8-B0B8-7402-ABFA-0123456789AB", strings.Repeat("i", 300)} {
+		e := event.New("orders", map[string]any{"id": 7.0, "note": "<b>"})
+		if id != "" {
+			e.ID = id
+		}
+		e.Key = "order-7"
+		e.Headers = map[string]string{"tenant": "acme", "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+			HeaderCloudEventsID: "ignored", HeaderContentType: "text/plain"}
+		r, err := encodeAs(e, Config{Source: "/orders", Format: FormatCompact})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys := map[string]bool{}
+		for _, h := range r.Headers {
+			keys[h.Key] = true
+		}
+		if want := map[string]bool{"tenant": true, "traceparent": true, HeaderCompact: true}; !maps.Equal(keys, want) {
+			t.Errorf("id %q: header keys %v, want %v", id, keys, want)
+		}
+		if v, _ := json.Marshal(e.Data); string(r.Value) != string(v) {
+			t.Errorf("value %s, want %s", r.Value, v)
+		}
+		r.Partition, r.Offset = 2, 41
+		got, err := decode(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.ID != e.ID || !got.Time.Equal(e.Time) || got.Time.Location() != time.UTC || got.Key != e.Key {
+			t.Errorf("decoded id %q time %v key %q; want %q %v %q", got.ID, got.Time, got.Key, e.ID, e.Time, e.Key)
+		}
+		want := map[string]string{"tenant": "acme", "traceparent": e.Headers["traceparent"]}
+		if !maps.Equal(got.Headers, want) {
+			t.Errorf("headers %v, want %v", got.Headers, want)
+		}
+		if d := got.Data.(map[string]any); d["id"] != 7.0 || d["note"] != "<b>" {
+			t.Errorf("data %v", got.Data)
+		}
+	}
+	// A UUID in its usual form travels in 16 bytes.
+	e := event.New("orders", 1)
+	r, err := encodeAs(e, Config{Format: FormatCompact})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := r.Headers[0].Value; len(v) != compactFixed+16 || v[1] != compactFlagUUID {
+		t.Errorf("compact header of a UUID: % x", v)
+	}
+}
+
+// A header named like the compact one that does not read as such is an
+// ordinary header; a valid one wins over ce_id and ce_time whatever the
+// order.
+func TestCompactHeaderForeign(t *testing.T) {
+	r := &kgo.Record{Topic: "t", Offset: 3, Value: []byte(`1`), Headers: []kgo.RecordHeader{
+		{Key: HeaderCompact, Value: []byte("v2 of something else")},
+	}}
+	e, err := decode(r)
+	if err != nil || e.ID != "t-0-3" || e.Header(HeaderCompact) != "v2 of something else" {
+		t.Fatalf("id %q headers %v: %v", e.ID, e.Headers, err)
+	}
+	tm := time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
+	r.Headers = []kgo.RecordHeader{
+		{Key: HeaderCloudEventsID, Value: []byte("ce-id")},
+		{Key: HeaderCloudEventsTime, Value: []byte("2020-01-01T00:00:00Z")},
+		{Key: HeaderCompact, Value: appendCompact(nil, "compact-id", tm)},
+	}
+	e, err = decode(r)
+	if err != nil || e.ID != "compact-id" || !e.Time.Equal(tm) || len(e.Headers) != 0 {
+		t.Fatalf("id %q time %v headers %v: %v", e.ID, e.Time, e.Headers, err)
+	}
+	// ce_time that is not a time stays a header.
+	r.Headers = []kgo.RecordHeader{{Key: HeaderCloudEventsTime, Value: []byte("yesterday")}}
+	r.Timestamp = tm
+	if e, _ = decode(r); !e.Time.Equal(tm) || e.Header(HeaderCloudEventsTime) != "yesterday" {
+		t.Fatalf("time %v headers %v", e.Time, e.Headers)
+	}
+}
+
+// Without Data decoding, the value stays in Raw; with CheckJSON one that
+// is not JSON is still reported, and a content-type that is not JSON
+// always is.
+func TestDecodeSkipData(t *testing.T) {
+	for _, check := range []bool{false, true} {
+		c := newCodec(Config{SkipData: true, CheckJSON: check})
+		e, err := c.decode(&kgo.Record{Topic: "t", Value: []byte(`{"a":1}`)})
+		if err != nil || e.Data != nil || string(e.Raw) != `{"a":1}` {
+			t.Fatalf("check %v: data %v raw %q: %v", check, e.Data, e.Raw, err)
+		}
+		var v struct{ A int }
+		if err := e.Unmarshal(&v); err != nil || v.A != 1 {
+			t.Fatalf("Unmarshal: %v %v", v, err)
+		}
+		_, err = c.decode(&kgo.Record{Topic: "t", Value: []byte(`{"a":`)})
+		var de *DecodeError
+		if check != errors.As(err, &de) {
+			t.Errorf("check %v: truncated JSON: %v", check, err)
+		}
+		_, err = c.decode(&kgo.Record{Topic: "t", Value: []byte(`{}`),
+			Headers: []kgo.RecordHeader{{Key: HeaderContentType, Value: []byte("text/plain")}}})
+		if !errors.As(err, &de) {
+			t.Errorf("check %v: text/plain: %v", check, err)
+		}
+	}
+}
+
+// A pooled record is used again once reset: nothing of the earlier event
+// remains, and what the later one holds is its own.
+func TestOutRecordReuse(t *testing.T) {
+	c := newCodec(Config{Source: "/s"})
+	o := newOutRecord()
+	first := event.New("a", map[string]string{"big": strings.Repeat("x", 1000)})
+	first.Key, first.Headers = "k1", map[string]string{"h": "1"}
+	if err := c.encode(o, first); err != nil {
+		t.Fatal(err)
+	}
+	o.reset()
+	second := event.New("b", 2)
+	if err := c.encode(o, second); err != nil {
+		t.Fatal(err)
+	}
+	got, err := decode(&o.rec)
+	if err != nil || got.ID != second.ID || got.Topic != "b" || got.Key != "" || got.Data != 2.0 ||
+		!maps.Equal(got.Headers, map[string]string{HeaderCloudEventsSource: "/s"}) {
+		t.Fatalf("second: %+v: %v", got, err)
+	}
+	if err := c.encode(o, event.New("c", func() {})); err == nil {
+		t.Fatal("encoded a func")
 	}
 }
