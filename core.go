@@ -162,11 +162,17 @@ func (b *bus) Emit(ctx context.Context, topic string, data any, opts ...EmitOpti
 		return err
 	}
 	var eo emitOptions
-	for _, o := range opts {
-		if o == nil {
-			return &ConfigError{Field: "EmitOption", Reason: "nil option"}
+	if len(opts) > 0 {
+		// Options are applied to a copy of their own, so that the common
+		// Emit without options does not move eo to the heap.
+		p := new(emitOptions)
+		for _, o := range opts {
+			if o == nil {
+				return &ConfigError{Field: "EmitOption", Reason: "nil option"}
+			}
+			o.applyEmit(p)
 		}
-		o.applyEmit(&eo)
+		eo = *p
 	}
 	if err := checkEncodable(data); err != nil {
 		return err
