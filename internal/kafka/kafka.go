@@ -117,7 +117,7 @@ type Transport struct {
 	// room bounds the records handed to the producer and not yet
 	// acknowledged, so that Publish waits for room under the caller's
 	// context without ever handing that context to franz-go.
-	room chan struct{}
+	room room
 	// records are the pooled outRecords; promise is the one promise
 	// function of every record (a method value made once).
 	records sync.Pool
@@ -190,7 +190,7 @@ func New(h transport.Host, cfg Config) (*Transport, error) {
 	if limit <= 0 {
 		limit = defaultMaxBuffered
 	}
-	t.room = make(chan struct{}, limit)
+	t.room = room{limit: int64(limit), freed: make(chan struct{}, 1)}
 	t.records.New = func() any { return newOutRecord() }
 	t.promise = t.produced
 
@@ -298,7 +298,7 @@ func (t *Transport) Publish(ctx context.Context, e *event.Event, po transport.Pu
 		}
 		return err
 	}
-	if err := t.reserve(ctx); err != nil {
+	if err := t.room.take(ctx); err != nil {
 		t.release(o)
 		return &Error{Op: "produce", Topic: e.Topic, Err: fmt.Errorf(
 			"%w while the producer held MaxBufferedRecords unacknowledged records", err)}
@@ -346,7 +346,7 @@ func (t *Transport) produce(o *outRecord, po transport.PublishOptions) error {
 	t.pubMu.RLock()
 	defer t.pubMu.RUnlock()
 	if t.refuses(po) {
-		<-t.room
+		t.room.free()
 		t.release(o)
 		return transport.ErrClosed
 	}
@@ -359,7 +359,7 @@ func (t *Transport) produce(o *outRecord, po transport.PublishOptions) error {
 // record goes back to the pool) or to the synchronous caller waiting in
 // Publish (which puts it back).
 func (t *Transport) produced(r *kgo.Record, err error) {
-	<-t.room
+	t.room.free()
 	o, _ := r.Context.Value(outRecordKey{}).(*outRecord)
 	if o == nil {
 		// Unreachable unless a hook replaced the record's context with
@@ -387,19 +387,67 @@ func (t *Transport) release(o *outRecord) {
 	t.records.Put(o)
 }
 
-// reserve takes room for one record, waiting while the producer holds
-// MaxBufferedRecords unacknowledged ones, until ctx is done.
-func (t *Transport) reserve(ctx context.Context) error {
-	select {
-	case t.room <- struct{}{}:
+// room counts the records handed to the producer and not yet
+// acknowledged, up to limit. Taking and freeing room is one atomic
+// operation per record; only a publisher that finds none waits, until a
+// record is freed or its context is done.
+type room struct {
+	limit   int64
+	used    atomic.Int64
+	waiting atomic.Int64
+	freed   chan struct{} // one token: room was freed while someone waited
+}
+
+// take takes room for one record, waiting until ctx is done.
+func (r *room) take(ctx context.Context) error {
+	if r.tryTake() {
 		return nil
-	default:
 	}
+	// Counted as waiting before looking again: a free either sees this
+	// waiter and leaves a token, or happened before the look and is seen.
+	r.waiting.Add(1)
+	defer r.waiting.Add(-1)
+	for {
+		if r.tryTake() {
+			// Several records may have been freed for one token: pass
+			// it on to the next waiter.
+			if r.waiting.Load() > 1 && r.used.Load() < r.limit {
+				r.signal()
+			}
+			return nil
+		}
+		select {
+		case <-r.freed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (r *room) tryTake() bool {
+	for {
+		n := r.used.Load()
+		if n >= r.limit {
+			return false
+		}
+		if r.used.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// free gives back one record's room.
+func (r *room) free() {
+	r.used.Add(-1)
+	if r.waiting.Load() > 0 {
+		r.signal()
+	}
+}
+
+func (r *room) signal() {
 	select {
-	case t.room <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	case r.freed <- struct{}{}:
+	default: // a token is there already
 	}
 }
 

@@ -332,36 +332,29 @@ func readCompact(v []byte) (id []byte, uuid bool, t time.Time, ok bool) {
 }
 
 // parseUUID reads the lower-case 36-character form of a UUID, the only one
-// that encodeUUID gives back unchanged.
+// that appendUUID gives back unchanged.
 func parseUUID(u *[16]byte, s string) bool {
 	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
 		return false
 	}
-	j := 0
-	for i := 0; i < 36; i += 2 {
-		if s[i] == '-' {
-			i--
-			continue
-		}
-		hi, ok1 := lowerHex(s[i])
-		lo, ok2 := lowerHex(s[i+1])
-		if !ok1 || !ok2 {
-			return false
-		}
+	var bad byte
+	for j, i := range [16]uint8{0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34} {
+		hi, lo := unhex(s[i]), unhex(s[i+1])
+		bad |= hi | lo
 		u[j] = hi<<4 | lo
-		j++
 	}
-	return j == 16
+	return bad < 16
 }
 
-func lowerHex(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
+// unhex is the value of a lower-case hex digit, or 0xff.
+func unhex(c byte) byte {
+	if d := c - '0'; d <= 9 {
+		return d
 	}
-	return 0, false
+	if d := c - 'a'; d <= 5 {
+		return d + 10
+	}
+	return 0xff
 }
 
 // appendUUID appends the 36-character form of u.
