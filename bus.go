@@ -7,9 +7,9 @@
 // Kafka through franz-go (distributed mode). Both run every event through the
 // same middleware chains:
 //
-//	emit:    tracing (send span) → metrics → logging → WithEmitMiddleware… → transport
-//	consume: metrics (consumed) → retry [ tracing (process span) → metrics (process)
-//	         → logging → recover → WithMiddleware… → WithSubscriptionMiddleware… → handler ]
+//	emit:    telemetry (send span, metrics, history) → logging → WithEmitMiddleware… → transport
+//	consume: telemetry (consumed, in flight) → retry [ telemetry (process span, metrics,
+//	         history) → logging → recover → WithMiddleware… → WithSubscriptionMiddleware… → handler ]
 //	         → after the last attempt fails: the dead-letter topic
 //
 // Semantics, identical in both modes: every consumer group receives every
@@ -47,10 +47,12 @@ type Middleware = event.Middleware
 // RetryPolicy says how often and how patiently a failed handler is retried.
 type RetryPolicy = middleware.RetryPolicy
 
-// Stats are the bus's counters and latencies, read from its own metrics.
+// Stats are the bus's counters and latencies: the same measurements its
+// OpenTelemetry metrics report, kept by the bus itself (no SDK needed).
 type Stats = history.Stats
 
-// HistoryEntry is one recent send or process operation, read from its span.
+// HistoryEntry is one recent send or process operation, written where its
+// span starts and ends (with the span's ids when an SDK records it).
 type HistoryEntry = history.Entry
 
 // EventBus is the bus: publish with Emit, subscribe with On, unsubscribe
@@ -81,11 +83,13 @@ type EventBus interface {
 // distributed bus implements it too.
 type MemoryEventBus interface {
 	EventBus
-	// GetStats returns counters and latency percentiles read from the bus's
-	// metrics (zero values when Memory.EnableMetrics is false).
+	// GetStats returns counters and latency percentiles, the figures the
+	// bus's metrics report (zero values when stats are off). It keeps
+	// working after Close.
 	GetStats() Stats
 	// GetHistory returns up to n of the most recent send and process
-	// operations, newest first (none when Memory.EnableHistory is false).
+	// operations, newest first (none when history is off). It keeps
+	// working after Close.
 	GetHistory(n int) []HistoryEntry
 }
 
