@@ -230,9 +230,9 @@ const (
 	// ce_time, content-type): CloudEvents consumers read the records.
 	RecordFormatCloudEvents RecordFormat = "cloudevents"
 	// RecordFormatCompact writes the event's id and time in one binary
-	// header, "eventstream" (version byte 1, flags, Unix seconds and
-	// nanoseconds, the id as 16 bytes when it is a UUID), and no ce_*
-	// or content-type header: the value is JSON. The event's own headers
+	// header, "eventstream" (version byte 1, a flags byte 0, the Unix
+	// seconds in 8 bytes and the nanoseconds in 4, big-endian, then the
+	// id), and no ce_* or content-type header: the value is JSON. The event's own headers
 	// (trace context, user headers) are written as in the CloudEvents
 	// format. Faster to write and to read (franz-go allocates a string
 	// per header key on every fetch); consumers of this bus read both

@@ -2,6 +2,7 @@ package eventstream_test
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"log/slog"
 	"os"
@@ -27,7 +28,7 @@ import (
 // Benchmarks of Kafka mode against raw franz-go producing and consuming the
 // same records, in the same run so that ratios survive a noisy machine:
 //
-//	go test -run '^$' -bench 'KafkaRawFranz$|KafkaRawFranzCloudEvents|KafkaBusNoTelemetry' -benchtime 100000x -count 5 .
+//	go test -run '^$' -bench 'KafkaRawFranz(|CloudEvents|Compact)$|KafkaBusNoTelemetry' -benchtime 100000x -count 5 .
 //
 // They use the in-process kfake cluster, or the cluster named by
 // EVENTSTREAM_KAFKA_BROKERS when it is set.
@@ -84,6 +85,24 @@ func opaqueRecords() rawFormat {
 func cloudEventsRecords() rawFormat {
 	value, _ := json.Marshal(newBenchPayload(0))
 	return func(topic string, i int) *kgo.Record { return cloudEventsRecord(topic, value, i) }
+}
+
+// compactRecords are records in the bus's compact format with the bus's
+// payload: the compact header (version, flags, Unix seconds and
+// nanoseconds, the id) and the JSON value.
+func compactRecords() rawFormat {
+	value, _ := json.Marshal(newBenchPayload(0))
+	return func(topic string, i int) *kgo.Record {
+		now := time.Now()
+		h := make([]byte, 0, 14+36)
+		h = append(h, 1, 0)
+		h = binary.BigEndian.AppendUint64(h, uint64(now.Unix()))
+		h = binary.BigEndian.AppendUint32(h, uint32(now.Nanosecond()))
+		h = append(h, "01a21c8d-b0b8-7402-abfa-"...)
+		h = strconv.AppendInt(h, 100000000000+int64(i), 10)
+		return &kgo.Record{Topic: topic, Value: value, Timestamp: now,
+			Headers: []kgo.RecordHeader{{Key: "eventstream", Value: h}}}
+	}
 }
 
 // benchRaw produces b.N records asynchronously with one client and
@@ -206,11 +225,31 @@ func BenchmarkKafkaRawFranz(b *testing.B) { benchRaw(b, opaqueRecords()) }
 // 100-byte JSON): what the format itself costs franz-go.
 func BenchmarkKafkaRawFranzCloudEvents(b *testing.B) { benchRaw(b, cloudEventsRecords()) }
 
+// BenchmarkKafkaRawFranzCompact: raw franz-go producing and consuming
+// records in the bus's compact format.
+func BenchmarkKafkaRawFranzCompact(b *testing.B) { benchRaw(b, compactRecords()) }
+
 // BenchmarkKafkaBusNoTelemetry: the bus with WithoutTelemetry and
-// asynchronous Emits, default record format; target at least 0.5x
-// BenchmarkKafkaRawFranz.
+// asynchronous Emits (the throughput path), default record format and
+// configuration; target at least 0.5x BenchmarkKafkaRawFranz.
 func BenchmarkKafkaBusNoTelemetry(b *testing.B) {
 	benchKafkaBus(b, nil, eventstream.WithoutTelemetry())
+}
+
+// BenchmarkKafkaBusNoTelemetryDataNever: the default record format, with
+// DecodeDataNever (handlers that call Unmarshal).
+func BenchmarkKafkaBusNoTelemetryDataNever(b *testing.B) {
+	benchKafkaBus(b, func(k *eventstream.KafkaConfig) { k.DecodeData = eventstream.DecodeDataNever },
+		eventstream.WithoutTelemetry())
+}
+
+// BenchmarkKafkaBusNoTelemetryCompact: RecordFormatCompact and
+// DecodeDataNever; target at least 0.8x BenchmarkKafkaRawFranz.
+func BenchmarkKafkaBusNoTelemetryCompact(b *testing.B) {
+	benchKafkaBus(b, func(k *eventstream.KafkaConfig) {
+		k.RecordFormat = eventstream.RecordFormatCompact
+		k.DecodeData = eventstream.DecodeDataNever
+	}, eventstream.WithoutTelemetry())
 }
 
 // benchProviders are SDK providers as in production, sampling everything

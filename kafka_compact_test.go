@@ -80,7 +80,7 @@ func TestKafkaCompactFormat(t *testing.T) {
 		t.Errorf("value %s: %v", rec.Value, err)
 	}
 	for _, h := range rec.Headers {
-		if h.Key == "eventstream" && (len(h.Value) != 30 || h.Value[0] != 1) {
+		if h.Key == "eventstream" && (len(h.Value) != 14+36 || h.Value[0] != 1 || string(h.Value[14:]) != e.ID) {
 			t.Errorf("compact header % x", h.Value)
 		}
 	}

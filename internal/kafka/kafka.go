@@ -130,7 +130,10 @@ type Transport struct {
 	bg     sync.WaitGroup
 
 	topicsMu sync.Mutex
-	topics   sync.Map // topic → struct{}: known to exist
+	topics   sync.Map // topic → *string (the topic): known to exist
+	// lastTopic is the topic most recently found in topics: a publisher
+	// of one topic compares a string instead of looking it up.
+	lastTopic atomic.Pointer[string]
 	creating map[string]*topicCall
 
 	// pubMu orders Publish's hand-off to the producer before Close's
@@ -456,7 +459,11 @@ func (r *room) signal() {
 // (bounded) context so that a caller that gives up does not fail the
 // others; a failure is not remembered, so a later call tries again.
 func (t *Transport) ensureTopic(ctx context.Context, topic string) error {
-	if _, ok := t.topics.Load(topic); ok {
+	if last := t.lastTopic.Load(); last != nil && *last == topic {
+		return nil
+	}
+	if known, ok := t.topics.Load(topic); ok {
+		t.lastTopic.Store(known.(*string))
 		return nil
 	}
 	t.topicsMu.Lock()
@@ -471,7 +478,7 @@ func (t *Transport) ensureTopic(ctx context.Context, topic string) error {
 			call.err = t.setupTopic(sctx, topic)
 			cancel()
 			if call.err == nil {
-				t.topics.Store(topic, struct{}{})
+				t.topics.Store(topic, &topic)
 			}
 			t.topicsMu.Lock()
 			delete(t.creating, topic)
