@@ -134,7 +134,7 @@ type Transport struct {
 	// lastTopic is the topic most recently found in topics: a publisher
 	// of one topic compares a string instead of looking it up.
 	lastTopic atomic.Pointer[string]
-	creating map[string]*topicCall
+	creating  map[string]*topicCall
 
 	// pubMu orders Publish's hand-off to the producer before Close's
 	// flush: once Close holds it, no record is handed over any more.
