@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -15,8 +16,14 @@ import (
 // with escapes or non-ASCII bytes, a number out of float64's range, deep
 // nesting, any syntax error — goes to encoding/json (for that string, or
 // for the whole value), so that results and errors stay encoding/json's.
+//
+// The strings of a value up to maxSharedJSON bytes (object keys included)
+// are views into one copy of it, made at the first string: one allocation
+// instead of one per string, and never a view into data itself, which is
+// the record's fetch buffer. A handler that keeps one of them keeps that
+// copy, at most maxSharedJSON bytes; larger values copy each string.
 func decodeJSON(data []byte) (any, error) {
-	d := jsonDecoder{data: data}
+	d := jsonDecoder{data: data, share: len(data) <= maxSharedJSON}
 	d.skipSpace()
 	v, ok := d.value(0)
 	if ok {
@@ -31,9 +38,13 @@ func decodeJSON(data []byte) (any, error) {
 }
 
 type jsonDecoder struct {
-	data []byte
-	pos  int
+	data  []byte
+	pos   int
+	share bool   // strings are views into own
+	own   []byte // the copy of data, once a string needs it
 }
+
+const maxSharedJSON = 4 << 10
 
 // maxJSONDepth is below encoding/json's own limit; deeper values are left
 // to it.
@@ -175,7 +186,13 @@ func (d *jsonDecoder) string() (string, bool) {
 			d.pos++
 			if plain {
 				b := d.data[start+1 : d.pos-1]
-				return string(b), true
+				if !d.share || len(b) == 0 {
+					return string(b), true
+				}
+				if d.own == nil {
+					d.own = bytes.Clone(d.data)
+				}
+				return unsafe.String(&d.own[start+1], len(b)), true
 			}
 			var s string
 			if err := json.Unmarshal(d.data[start:d.pos], &s); err != nil {
