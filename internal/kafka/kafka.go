@@ -462,6 +462,12 @@ func (t *Transport) ensureTopic(ctx context.Context, topic string) error {
 	if last := t.lastTopic.Load(); last != nil && *last == topic {
 		return nil
 	}
+	return t.setUpTopic(ctx, topic)
+}
+
+// setUpTopic is ensureTopic past its fast path (kept apart so that topic
+// does not escape to the heap on every call).
+func (t *Transport) setUpTopic(ctx context.Context, topic string) error {
 	if known, ok := t.topics.Load(topic); ok {
 		t.lastTopic.Store(known.(*string))
 		return nil
