@@ -65,3 +65,30 @@ func BenchmarkDecodeJSON(b *testing.B) {
 		}
 	})
 }
+
+// plainASCII agrees with a byte-by-byte check on every byte value in every
+// position of an 8-byte word and its tail.
+func TestPlainASCII(t *testing.T) {
+	slow := func(b []byte) bool {
+		for _, c := range b {
+			if c < 0x20 || c >= 0x80 || c == '\\' {
+				return false
+			}
+		}
+		return true
+	}
+	for n := 0; n <= 17; n++ {
+		for pos := 0; pos < n; pos++ {
+			for c := 0; c < 256; c++ {
+				b := []byte(strings.Repeat("a", n))
+				b[pos] = byte(c)
+				if pos > 0 {
+					b[pos-1] = 0x1f + byte(c&1) // neighbours near the limits
+				}
+				if got, want := plainASCII(b), slow(b); got != want {
+					t.Fatalf("%q: %v, want %v", b, got, want)
+				}
+			}
+		}
+	}
+}
