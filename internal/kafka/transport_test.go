@@ -24,7 +24,7 @@ import (
 
 // env is an in-process cluster and what a bus would lend a transport.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	brokers []string
 	sched   *lanes.Scheduler
 	base    context.Context
@@ -49,7 +49,7 @@ func (l *logBuffer) String() string {
 	return l.buf.String()
 }
 
-func newEnv(t *testing.T, poolSize int) *env {
+func newEnv(t testing.TB, poolSize int) *env {
 	t.Helper()
 	logs := &logBuffer{}
 	t.Cleanup(func() {
@@ -100,7 +100,7 @@ func (v *env) transport(tune func(*Config, *transport.Host)) *Transport {
 }
 
 // closeTransport does what the bus's Close does: drain, then close.
-func closeTransport(t *testing.T, tr *Transport, drain time.Duration) (unhandled int) {
+func closeTransport(t testing.TB, tr *Transport, drain time.Duration) (unhandled int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
