@@ -544,45 +544,79 @@ func indexHeader(hs []kgo.RecordHeader, key string) int {
 }
 
 // parseTime reads an RFC 3339 time. The UTC form the bus writes
-// (2006-01-02T15:04:05.999999999Z) is read directly; others go through
-// time.Parse.
+// (2006-01-02T15:04:05.999999999Z) is read directly, into the Unix time;
+// others go through time.Parse.
 func parseTime(s []byte) (time.Time, bool) {
-	num := func(s []byte) (int, bool) {
-		n := 0
-		for _, c := range s {
-			if c < '0' || c > '9' {
-				return 0, false
-			}
-			n = n*10 + int(c-'0')
-		}
-		return n, true
-	}
-	if len(s) >= 20 && s[len(s)-1] == 'Z' && s[4] == '-' && s[7] == '-' && s[10] == 'T' && s[13] == ':' && s[16] == ':' {
-		y, ok1 := num(s[0:4])
-		mo, ok2 := num(s[5:7])
-		d, ok3 := num(s[8:10])
-		h, ok4 := num(s[11:13])
-		mi, ok5 := num(s[14:16])
-		sec, ok6 := num(s[17:19])
-		ns, frac := 0, s[19:len(s)-1]
-		okf := true
-		if len(frac) > 0 {
-			if frac[0] != '.' || len(frac) < 2 || len(frac) > 10 {
-				okf = false
-			} else if ns, okf = num(frac[1:]); okf {
-				for i := len(frac) - 1; i < 9; i++ {
-					ns *= 10
-				}
-			}
-		}
-		if ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && okf && mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h < 24 && mi < 60 && sec < 60 {
-			return time.Date(y, time.Month(mo), d, h, mi, sec, ns, time.UTC), true
-		}
+	if t, ok := parseUTC(s); ok {
+		return t, true
 	}
 	// A copy: a parse error would keep the string, and time.Parse may keep
 	// parts of it in the zone name.
 	t, err := time.Parse(time.RFC3339Nano, string(s))
 	return t, err == nil
+}
+
+// parseUTC reads 2006-01-02T15:04:05Z with up to nine fraction digits,
+// refusing what time.Parse refuses (a day past its month's end, hour 24).
+func parseUTC(s []byte) (time.Time, bool) {
+	n := len(s)
+	if n < 20 || n > 30 || s[n-1] != 'Z' || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
+		return time.Time{}, false
+	}
+	var bad byte
+	num := func(from, to int) int64 {
+		v := int64(0)
+		for i := from; i < to; i++ {
+			d := s[i] - '0'
+			if d > 9 {
+				bad = 1
+			}
+			v = v*10 + int64(d)
+		}
+		return v
+	}
+	y, mo, d := num(0, 4), num(5, 7), num(8, 10)
+	h, mi, sec := num(11, 13), num(14, 16), num(17, 19)
+	ns := int64(0)
+	if frac := s[19 : n-1]; len(frac) > 0 {
+		if frac[0] != '.' || len(frac) < 2 {
+			return time.Time{}, false
+		}
+		ns = num(20, n-1)
+		for i := len(frac) - 1; i < 9; i++ {
+			ns *= 10
+		}
+	}
+	if bad != 0 || mo < 1 || mo > 12 || d < 1 || d > int64(daysIn(mo, y)) || h > 23 || mi > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	// Days since 1970-01-01 of a civil date (H. Hinnant's algorithm).
+	if mo <= 2 {
+		y--
+	}
+	era := y / 400
+	if y < 0 {
+		era = (y - 399) / 400 // year 0's January and February
+	}
+	yoe := y - era*400
+	mp := (mo + 9) % 12
+	doy := (153*mp+2)/5 + d - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	days := era*146097 + doe - 719468
+	return time.Unix(days*86400+h*3600+mi*60+sec, ns).UTC(), true
+}
+
+func daysIn(month, year int64) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
 }
 
 // isJSONMediaType accepts application/json and the structured-syntax

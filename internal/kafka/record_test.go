@@ -325,3 +325,27 @@ func TestOutRecordReuse(t *testing.T) {
 		t.Fatal("encoded a func")
 	}
 }
+
+// parseTime reads what time.Parse reads, and refuses what it refuses.
+func TestParseTimeMatchesParse(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	check := func(s string) {
+		t.Helper()
+		want, werr := time.Parse(time.RFC3339Nano, s)
+		got, ok := parseTime([]byte(s))
+		if ok != (werr == nil) || ok && !got.Equal(want) {
+			t.Fatalf("%q: %v %v, time.Parse %v %v", s, got, ok, want, werr)
+		}
+	}
+	for _, s := range []string{"2024-02-29T00:00:00Z", "2023-02-29T00:00:00Z", "2024-04-31T00:00:00Z", "2024-01-01T24:00:00Z",
+		"2024-01-01T00:60:00Z", "2024-01-01T00:00:60Z", "2024-13-01T00:00:00Z", "2024-00-01T00:00:00Z", "2024-01-00T00:00:00Z",
+		"2024-01-01T00:00:00.Z", "2024-01-01T00:00:00.1234567891Z", "2024-01-01T00:00:00.5Z", "0000-01-01T00:00:00Z",
+		"1900-02-29T00:00:00Z", "2000-02-29T00:00:00Z", "2024-01-01T00:00:00+02:00", "2024-1-01T00:00:00Z", "2024-01-01T0a:00:00Z",
+		"2024-01-01T00:00:00.12a4Z", "2024-01-01T00:00:00/000Z", "yesterday", "2024-01-01 00:00:00Z"} {
+		check(s)
+	}
+	for range 100000 {
+		tm := time.Unix(r.Int64N(2*400*365*86400)-300*365*86400, r.Int64N(1e9))
+		check(string(appendTime(nil, tm)))
+	}
+}
