@@ -139,6 +139,7 @@ type outRecord struct {
 	id      string          // the event's, for the log of a failure
 	buf     []byte          // the value (unless it is Raw), key and header values
 	headers []kgo.RecordHeader
+	layout  *codec        // headers[:its fixed slots] hold that codec's keys
 	enc     *json.Encoder // writes into buf
 }
 
@@ -177,10 +178,14 @@ func newOutRecord() *outRecord {
 	return o
 }
 
-// reset drops what the record refers to, keeping its buffers.
+// reset drops what the record refers to, keeping its buffers and the
+// fixed headers' keys (values in them point into buf or are constants).
 func (o *outRecord) reset() {
-	clear(o.headers)
-	o.headers = o.headers[:0]
+	if o.layout != nil {
+		fixed := o.layout.fixedSlots()
+		clear(o.headers[fixed:])
+		o.headers = o.headers[:fixed]
+	}
 	o.rec = kgo.Record{}
 	o.parent, o.done, o.id = nil, nil, ""
 	if cap(o.buf) > maxPooledBytes {
@@ -194,8 +199,12 @@ type span struct{ start, end int }
 
 // encode fills o.rec from e: the JSON of Data as the value (or Raw as it
 // is, for an event read from Kafka and sent on, such as a dead letter), the
-// key, the event's headers and the format's own. Everything the record
-// holds is appended to o.buf, whose slices are taken once it is complete.
+// key, the format's headers and the event's. Everything the record holds
+// is appended to o.buf, whose slices are taken once it is complete.
+//
+// The format's headers come first, in fixed slots whose keys a pooled
+// record keeps from one event to the next; a header of the event that is
+// one of them (its own ce_source, say) takes its slot.
 func (c *codec) encode(o *outRecord, e *event.Event) error {
 	o.buf = o.buf[:0]
 	value := span{-1, -1}
@@ -208,55 +217,51 @@ func (c *codec) encode(o *outRecord, e *event.Event) error {
 	}
 	key := o.add(e.Key)
 
-	// The event's headers: values in buf, in order after the value.
-	hs := o.headers[:0]
+	nfixed := c.fixedSlots()
+	if o.layout != c {
+		o.headers = c.fixedHeaders(o.headers[:0])
+		o.layout = c
+	}
+	hs := o.headers[:nfixed]
+	// Where each header's value lies in buf; {-1, -1} keeps the slot's
+	// constant value.
 	var spans [16]span
-	vals := spans[:0]
-	var hasSource, hasType, hasContentType bool
+	vals := spans[:nfixed]
+	for i := range vals {
+		vals[i] = span{-1, -1}
+	}
+	if c.format == FormatCompact {
+		start := len(o.buf)
+		o.buf = appendCompact(o.buf, e.ID, e.Time)
+		vals[0] = span{start, len(o.buf)}
+	} else {
+		vals[ceSlotID] = o.add(e.ID)
+		start := len(o.buf)
+		o.buf = appendTime(o.buf, e.Time)
+		vals[ceSlotTime] = span{start, len(o.buf)}
+		vals[ceSlotType] = o.add(e.Topic)
+	}
 	for k, v := range e.Headers {
+		slot := -1
 		switch k {
 		case HeaderCloudEventsSpecVersion, HeaderCloudEventsID, HeaderCloudEventsTime, HeaderCompact:
 			continue // always this event's own
 		case HeaderCloudEventsSource:
-			hasSource = true
+			slot = ceSlotSource
 		case HeaderCloudEventsType:
-			hasType = true
+			slot = ceSlotType
 		case HeaderContentType:
 			if e.Raw == nil {
 				continue // the value is JSON we encoded
 			}
-			hasContentType = true
+			slot = ceSlotContentType
+		}
+		if slot >= 0 && c.format == FormatCloudEvents {
+			vals[slot] = o.add(v)
+			continue
 		}
 		hs = append(hs, kgo.RecordHeader{Key: k})
 		vals = append(vals, o.add(v))
-	}
-	switch c.format {
-	case FormatCompact:
-		start := len(o.buf)
-		o.buf = appendCompact(o.buf, e.ID, e.Time)
-		hs = append(hs, kgo.RecordHeader{Key: HeaderCompact})
-		vals = append(vals, span{start, len(o.buf)})
-	default:
-		hs = append(hs,
-			kgo.RecordHeader{Key: HeaderCloudEventsSpecVersion, Value: c.specVersion},
-			kgo.RecordHeader{Key: HeaderCloudEventsID})
-		vals = append(vals, span{-1, -1}, o.add(e.ID))
-		start := len(o.buf)
-		o.buf = appendTime(o.buf, e.Time)
-		hs = append(hs, kgo.RecordHeader{Key: HeaderCloudEventsTime})
-		vals = append(vals, span{start, len(o.buf)})
-		if !hasSource {
-			hs = append(hs, kgo.RecordHeader{Key: HeaderCloudEventsSource, Value: c.source})
-			vals = append(vals, span{-1, -1})
-		}
-		if !hasType {
-			hs = append(hs, kgo.RecordHeader{Key: HeaderCloudEventsType})
-			vals = append(vals, o.add(e.Topic))
-		}
-		if !hasContentType {
-			hs = append(hs, kgo.RecordHeader{Key: HeaderContentType, Value: c.contentType})
-			vals = append(vals, span{-1, -1})
-		}
 	}
 
 	// buf is complete: take its slices (capacity capped, so that nothing
@@ -273,6 +278,9 @@ func (c *codec) encode(o *outRecord, e *event.Event) error {
 	if key.end > key.start {
 		r.Key = at(key)
 	}
+	if c.format == FormatCloudEvents {
+		hs[ceSlotSource].Value, hs[ceSlotContentType].Value = c.source, c.contentType
+	}
 	for i, s := range vals {
 		if s.start >= 0 {
 			hs[i].Value = at(s)
@@ -281,6 +289,39 @@ func (c *codec) encode(o *outRecord, e *event.Event) error {
 	o.headers = hs
 	r.Headers = hs
 	return nil
+}
+
+func (c *codec) fixedSlots() int {
+	if c.format == FormatCompact {
+		return 1
+	}
+	return ceSlots
+}
+
+// The slots of the CloudEvents headers.
+const (
+	ceSlotSpecVersion = iota
+	ceSlotID
+	ceSlotTime
+	ceSlotSource
+	ceSlotType
+	ceSlotContentType
+	ceSlots
+)
+
+// fixedHeaders appends the format's headers with their keys and constant
+// values.
+func (c *codec) fixedHeaders(hs []kgo.RecordHeader) []kgo.RecordHeader {
+	if c.format == FormatCompact {
+		return append(hs, kgo.RecordHeader{Key: HeaderCompact})
+	}
+	return append(hs,
+		kgo.RecordHeader{Key: HeaderCloudEventsSpecVersion, Value: c.specVersion},
+		kgo.RecordHeader{Key: HeaderCloudEventsID},
+		kgo.RecordHeader{Key: HeaderCloudEventsTime},
+		kgo.RecordHeader{Key: HeaderCloudEventsSource, Value: c.source},
+		kgo.RecordHeader{Key: HeaderCloudEventsType},
+		kgo.RecordHeader{Key: HeaderContentType, Value: c.contentType})
 }
 
 // add appends s to buf and returns where it lies.
@@ -352,27 +393,27 @@ func appendTime(b []byte, t time.Time) []byte {
 		return t.UTC().AppendFormat(b, time.RFC3339Nano)
 	}
 	var s [30]byte
-	put := func(at int, v int64, n int) {
-		for i := at + n - 1; i >= at; i-- {
-			s[i] = byte('0' + v%10)
-			v /= 10
-		}
-	}
-	put(0, y, 4)
+	put2 := func(at int, v int64) { copy(s[at:at+2], twoDigits[2*v:]) }
+	put2(0, y/100)
+	put2(2, y%100)
 	s[4] = '-'
-	put(5, m, 2)
+	put2(5, m)
 	s[7] = '-'
-	put(8, d, 2)
+	put2(8, d)
 	s[10] = 'T'
-	put(11, rem/3600, 2)
+	put2(11, rem/3600)
 	s[13] = ':'
-	put(14, rem/60%60, 2)
+	put2(14, rem/60%60)
 	s[16] = ':'
-	put(17, rem%60, 2)
+	put2(17, rem%60)
 	n := 19
-	if ns := t.Nanosecond(); ns != 0 {
+	if ns := int64(t.Nanosecond()); ns != 0 {
 		s[19] = '.'
-		put(20, int64(ns), 9)
+		put2(20, ns/1e7)
+		put2(22, ns/1e5%100)
+		put2(24, ns/1e3%100)
+		put2(26, ns/10%100)
+		s[28] = byte('0' + ns%10)
 		n = 29
 		for s[n-1] == '0' {
 			n--
@@ -381,6 +422,11 @@ func appendTime(b []byte, t time.Time) []byte {
 	s[n] = 'Z'
 	return append(b, s[:n+1]...)
 }
+
+// twoDigits holds "00" to "99", two bytes each.
+const twoDigits = "00010203040506070809101112131415161718192021222324252627282930313233343536373839" +
+	"40414243444546474849505152535455565758596061626364656667686970717273747576777879" +
+	"8081828384858687888990919293949596979899"
 
 // decode turns a record into an event. Every header becomes an event header.
 // The id and time are those of HeaderCompact, else ce_id and ce_time; else
