@@ -309,7 +309,6 @@ func (t *Transport) Publish(ctx context.Context, e *event.Event, po transport.Pu
 	// The record's context keeps ctx's values (trace context) for hooks,
 	// never its cancellation.
 	o.parent, o.id, o.done = ctx, e.ID, po.Done
-	o.rec.Context = o
 
 	if o.done != nil {
 		return t.produce(o, po)

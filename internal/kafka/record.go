@@ -141,6 +141,8 @@ type outRecord struct {
 	headers []kgo.RecordHeader
 	layout  *codec        // headers[:its fixed slots] hold that codec's keys
 	enc     *json.Encoder // writes into buf
+	// rawValue: the record's value is the event's Raw, not buf.
+	rawValue bool
 }
 
 type outRecordKey struct{}
@@ -186,7 +188,11 @@ func (o *outRecord) reset() {
 		clear(o.headers[fixed:])
 		o.headers = o.headers[:fixed]
 	}
-	o.rec = kgo.Record{}
+	// The record itself is rewritten whole by the next encode; until then
+	// it keeps nothing but the event's topic string, and Raw, dropped here.
+	if o.rawValue {
+		o.rec.Value, o.rawValue = nil, false
+	}
 	o.parent, o.done, o.id = nil, nil, ""
 	if cap(o.buf) > maxPooledBytes {
 		o.buf = nil
@@ -268,16 +274,14 @@ func (c *codec) encode(o *outRecord, e *event.Event) error {
 	// appended later could reach the next one).
 	b := o.buf
 	at := func(s span) []byte { return b[s.start:s.end:s.end] }
-	r := &o.rec
-	r.Topic, r.Timestamp = e.Topic, e.Time
-	if value.start >= 0 {
-		r.Value = at(value)
-	} else {
-		r.Value = e.Raw
+	rv, rk := e.Raw, []byte(nil)
+	if o.rawValue = value.start < 0; !o.rawValue {
+		rv = at(value)
 	}
 	if key.end > key.start {
-		r.Key = at(key)
+		rk = at(key)
 	}
+	o.rec = kgo.Record{Topic: e.Topic, Timestamp: e.Time, Key: rk, Value: rv, Headers: hs, Context: o}
 	if c.format == FormatCloudEvents {
 		hs[ceSlotSource].Value, hs[ceSlotContentType].Value = c.source, c.contentType
 	}
@@ -287,7 +291,6 @@ func (c *codec) encode(o *outRecord, e *event.Event) error {
 		}
 	}
 	o.headers = hs
-	r.Headers = hs
 	return nil
 }
 
