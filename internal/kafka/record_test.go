@@ -324,6 +324,21 @@ func TestOutRecordReuse(t *testing.T) {
 	if err := c.encode(o, event.New("c", func() {})); err == nil {
 		t.Fatal("encoded a func")
 	}
+	// A failed encode leaves the record usable.
+	o.reset()
+	if err := c.encode(o, event.New("d", "ok")); err != nil || string(o.rec.Value) != `"ok"` {
+		t.Fatalf("after a failure: %q: %v", o.rec.Value, err)
+	}
+	// A borrowed Raw is dropped at reset.
+	dl := event.New("e", nil)
+	dl.Raw = []byte("raw bytes")
+	if err := c.encode(o, dl); err != nil || string(o.rec.Value) != "raw bytes" {
+		t.Fatalf("raw: %q: %v", o.rec.Value, err)
+	}
+	o.reset()
+	if o.rec.Value != nil {
+		t.Fatal("reset kept the event's Raw")
+	}
 }
 
 // parseTime reads what time.Parse reads, and refuses what it refuses.
