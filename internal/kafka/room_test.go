@@ -16,8 +16,10 @@ func newRoom(limit int64) *room { return &room{limit: limit, freed: make(chan st
 func TestRoomBound(t *testing.T) {
 	r := newRoom(2)
 	ctx := context.Background()
-	if r.take(ctx) != nil || r.take(ctx) != nil {
-		t.Fatal("room below the limit refused")
+	for range 2 {
+		if err := r.take(ctx); err != nil {
+			t.Fatal("room below the limit refused:", err)
+		}
 	}
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
