@@ -132,8 +132,7 @@ type KafkaConfig struct {
 	// FetchMaxWait is how long a broker may hold a fetch that has no new
 	// records. It does not delay records that arrive (the broker answers
 	// at once), but bounds how long a member waits after a rebalance
-	// before its next fetch. Default 500ms (Kafka's fetch.max.wait.ms);
-	// 100ms with LowLatency.
+	// before its next fetch. Default 500ms (Kafka's fetch.max.wait.ms).
 	FetchMaxWait time.Duration
 	// NonJSON says what happens to a record whose value is not JSON (a
 	// foreign producer's text or binary payload). Default NonJSONDeliver.
@@ -155,11 +154,8 @@ type KafkaConfig struct {
 	// sending. Default 0: every record is sent at once, and records emitted
 	// while a request is in flight are batched anyway (so asynchronous
 	// emits batch under load). A Linger delays every Emit by up to its
-	// value; it is ignored with LowLatency.
+	// value.
 	Linger time.Duration
-	// LowLatency shortens FetchMaxWait to 100ms unless set, and ignores
-	// Linger.
-	LowLatency bool
 	// MaxBufferedRecords bounds the records the producer holds before the
 	// broker acknowledged them; Emit waits (until its context is done)
 	// when it is reached. Default 50,000 (franz-go's).
@@ -172,10 +168,15 @@ type KafkaConfig struct {
 	SASL *SASLConfig
 
 	// ClientOptions are franz-go options added to every client the bus
-	// builds (after its own, so they win); ProducerOptions only to the
-	// producer, ConsumerOptions only to the consumers. Options that change
-	// what the bus relies on (consumer group, topics, auto-commit,
-	// partition callbacks) break its guarantees.
+	// builds; ProducerOptions only to the producer, ConsumerOptions only to
+	// the consumers. They are applied after the bus's own, so where they
+	// set the same thing they win: ClientID, TLS and SASL (kgo.ClientID,
+	// kgo.DialTLSConfig, kgo.SASL), SessionTimeout, HeartbeatInterval,
+	// FetchMaxWait, Linger and MaxBufferedRecords (kgo.SessionTimeout,
+	// kgo.HeartbeatInterval, kgo.FetchMaxWait, kgo.ProducerLinger,
+	// kgo.MaxBufferedRecords) — prefer the fields, which are validated.
+	// Options that change what the bus relies on (consumer group, topics,
+	// auto-commit, partition callbacks) break its guarantees.
 	ClientOptions   []kgo.Opt
 	ProducerOptions []kgo.Opt
 	ConsumerOptions []kgo.Opt
@@ -287,7 +288,6 @@ const (
 	defaultSessionTimeout    = 45 * time.Second
 	defaultHeartbeatInterval = 3 * time.Second
 	defaultFetchMaxWait      = 500 * time.Millisecond
-	lowLatencyFetchMaxWait   = 100 * time.Millisecond
 )
 
 // normalize validates k and returns a copy with the defaults filled in.
@@ -338,9 +338,6 @@ func (k *KafkaConfig) normalize() (KafkaConfig, error) {
 		return n, &ConfigError{Field: "Kafka.RecordFormat", Reason: "unknown value " + quote(string(n.RecordFormat)) + `, want "cloudevents" or "compact"`}
 	}
 	fetchMaxWait := defaultFetchMaxWait
-	if n.LowLatency {
-		fetchMaxWait = lowLatencyFetchMaxWait
-	}
 	for _, d := range []struct {
 		field string
 		v     *time.Duration
@@ -414,9 +411,6 @@ func newDistributed(cfg Config, o options) (EventBus, error) {
 // KafkaConfig.
 func newKafkaTransport(h transport.Host, kc KafkaConfig) (transport.Transport, error) {
 	linger := kc.Linger
-	if kc.LowLatency {
-		linger = 0
-	}
 	format := kafka.FormatCloudEvents
 	if kc.RecordFormat == RecordFormatCompact {
 		format = kafka.FormatCompact
