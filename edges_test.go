@@ -41,6 +41,7 @@ func smallConfig(pool, buffer int) *eventstream.Config {
 	return cfg
 }
 
+// waitFor polls cond until it holds, or fails the test after d.
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)

@@ -27,18 +27,6 @@ func quietKafkaBus(t *testing.T, brokers []string, tune func(*eventstream.Config
 	return newKafkaBus(t, brokers, tune, append([]eventstream.Option{eventstream.WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
 }
 
-// waitUntil polls cond until it holds, or fails the test after d.
-func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // A dead letter the cluster will not take must not lose its event: with
 // topic creation disabled and no dead-letter topic, or a record too large
 // for the producer, the event stays uncommitted while the write is
@@ -94,7 +82,7 @@ func TestKafkaDeadLetterWriteFailureKeepsEvent(t *testing.T) {
 			}, group); err != nil {
 				t.Fatal(err)
 			}
-			waitUntil(t, "the handler ran", 20*time.Second, func() bool { return attempts.Load() > 0 })
+			waitFor(t, "the handler ran", 20*time.Second, func() bool { return attempts.Load() > 0 })
 			time.Sleep(time.Second) // several commit intervals while the dead letter fails
 			_ = first.Close()       // the event is cut off: it is reported, not committed
 
@@ -136,7 +124,7 @@ func TestKafkaSmallPoolDoesNotStarve(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitUntil(t, "the busy topic is being handled", 20*time.Second, func() bool { return busyHandled.Load() >= 50 })
+	waitFor(t, "the busy topic is being handled", 20*time.Second, func() bool { return busyHandled.Load() >= 50 })
 	handled := make(chan time.Time, 1)
 	if _, err := b.On(quiet, func(context.Context, *eventstream.Event) error {
 		handled <- time.Now()
