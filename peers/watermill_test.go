@@ -38,7 +38,7 @@ func wmConfig(brokers []string, partitions int32) func() *eventstream.Config {
 		cfg.Kafka.Partitions = partitions
 		cfg.Kafka.InitialOffset = eventstream.InitialOffsetEarliest
 		cfg.Kafka.HeartbeatInterval = 100 * time.Millisecond
-		cfg.Kafka.LowLatency = true
+		cfg.Kafka.FetchMaxWait = 100 * time.Millisecond
 		cfg.ShutdownTimeout = time.Second
 		cfg.Retry = &eventstream.RetryPolicy{MaxRetries: math.MaxInt,
 			BackoffStrategy: middleware.BackoffConstant, InitialDelay: 10 * time.Millisecond}
