@@ -3,7 +3,7 @@
 # person would: a screenshot, the DOM after scripts ran, and console errors.
 # Usage:
 #   scripts/chromium.sh install                  apt-get install chromium if missing
-#   scripts/chromium.sh screenshot URL OUT.png   1280x900 PNG (CHROMIUM_WINDOW=W,H to change)
+#   scripts/chromium.sh screenshot URL OUT.png   1400x900 PNG (CHROMIUM_WINDOW=W,H to change)
 #   scripts/chromium.sh dom URL                  serialized DOM on stdout
 #   scripts/chromium.sh console URL              page console messages on stdout; exits 1
 #                                                if any is an error or an uncaught exception
@@ -13,7 +13,7 @@ set -euo pipefail
 source "$(cd "$(dirname "$0")" && pwd)/lib.sh"
 
 BUDGET_MS="${CHROMIUM_BUDGET_MS:-5000}"
-WINDOW="${CHROMIUM_WINDOW:-1280,900}"
+WINDOW="${CHROMIUM_WINDOW:-1400,900}"
 
 chromium_bin() { command -v chromium || command -v chromium-browser || true; }
 
