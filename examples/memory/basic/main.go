@@ -11,6 +11,8 @@ import (
 	"log"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"libx.net/eventstream"
 )
 
@@ -20,8 +22,14 @@ type user struct {
 }
 
 func main() {
-	// Memory mode: no broker, no collector; history and stats are on.
-	bus, err := eventstream.New(eventstream.DefaultConfig())
+	// Memory mode: no broker, no collector; history and stats are on. A
+	// TracerProvider (the OpenTelemetry SDK's, exporting nowhere here; pass
+	// an OTLP exporter to see the traces in Jaeger) makes every operation a
+	// span, so the history below shows trace ids. Without one the bus
+	// still keeps history and stats, and skips the tracing work.
+	tp := sdktrace.NewTracerProvider()
+	defer tp.Shutdown(context.Background())
+	bus, err := eventstream.New(eventstream.DefaultConfig(), eventstream.WithTracerProvider(tp))
 	if err != nil {
 		log.Fatal(err)
 	}
