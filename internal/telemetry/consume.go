@@ -137,14 +137,7 @@ func (s *Subscription) Process(next event.Handler) event.Handler {
 		if t.ring != nil {
 			r := record{labels: &s.labels, op: opProcess, attempt: int32(attempt),
 				start: start.UnixNano(), dur: dur}
-			r.setID(e.ID)
-			if err != nil {
-				r.setError(err)
-			}
-			if span != nil && span.IsRecording() {
-				sc := span.SpanContext()
-				r.traceID, r.spanID = sc.TraceID(), sc.SpanID()
-			}
+			r.fill(e.ID, err, span)
 			t.ring.processes.put(&r)
 		}
 		if span != nil {

@@ -75,14 +75,7 @@ func (t *Telemetry) Emit() event.Middleware {
 			}
 			if t.ring != nil {
 				r := record{labels: &s.labels, op: opSend, start: e.Time.UnixNano(), dur: dur}
-				r.setID(e.ID)
-				if err != nil {
-					r.setError(err)
-				}
-				if span != nil && span.IsRecording() {
-					sc := span.SpanContext()
-					r.traceID, r.spanID = sc.TraceID(), sc.SpanID()
-				}
+				r.fill(e.ID, err, span)
 				t.ring.sends.put(&r)
 			}
 			if span != nil {

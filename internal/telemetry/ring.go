@@ -104,6 +104,19 @@ const (
 
 func newRing(size int) *ring { return &ring{slots: make([]slot, size)} }
 
+// fill copies what every operation's record takes from its event, outcome
+// and span: the id, the error (if any), and the span's ids when it records.
+func (r *record) fill(id string, err error, span trace.Span) {
+	r.setID(id)
+	if err != nil {
+		r.setError(err)
+	}
+	if span != nil && span.IsRecording() {
+		sc := span.SpanContext()
+		r.traceID, r.spanID = sc.TraceID(), sc.SpanID()
+	}
+}
+
 // setID copies id into r.
 func (r *record) setID(id string) {
 	if len(id) <= idCap {
