@@ -149,22 +149,20 @@ func (t *Transport) reroute(ctx context.Context, e *event.Event, names []string,
 		if t.closing.Load() {
 			return transport.ErrClosed
 		}
-		groups := t.groups(e.Topic)
 		var still []string
 		for _, name := range names {
-			for _, g := range groups {
-				if g.name != name {
-					continue
+			g := t.group(e.Topic, name)
+			if g == nil {
+				continue // the group is gone: nobody left to serve
+			}
+			l := g.pick(e.Key)
+			if !overflow {
+				if err := l.WaitRoom(ctx); err != nil && err != lanes.ErrStopped {
+					return &FullError{Topic: e.Topic, Group: name, Err: err}
 				}
-				l := g.pick(e.Key)
-				if !overflow {
-					if err := l.WaitRoom(ctx); err != nil && err != lanes.ErrStopped {
-						return &FullError{Topic: e.Topic, Group: name, Err: err}
-					}
-				}
-				if !l.Push(e) {
-					still = append(still, name)
-				}
+			}
+			if !l.Push(e) {
+				still = append(still, name)
 			}
 		}
 		names = still
@@ -292,10 +290,10 @@ func (t *Transport) Unsubscribe(s *transport.Sub) error {
 	if len(orphans) == 0 {
 		return nil
 	}
-	for _, e := range orphans {
+	for i, e := range orphans {
 		if !t.pushToGroup(s, e) {
 			t.h.Logger.Warn("eventstream: the last member of a group left before its queue drained; events discarded",
-				slog.String("topic", s.Topic), slog.String("group", s.Group), slog.Int("events", len(orphans)))
+				slog.String("topic", s.Topic), slog.String("group", s.Group), slog.Int("events", len(orphans)-i))
 			return nil
 		}
 	}
@@ -318,12 +316,7 @@ func busyLanes(ls []*lane, handling bool) int {
 // group; false when none is left.
 func (t *Transport) pushToGroup(s *transport.Sub, e *event.Event) bool {
 	for {
-		var g *groupRoute
-		for _, cand := range t.groups(s.Topic) {
-			if cand.name == s.Group {
-				g = cand
-			}
-		}
+		g := t.group(s.Topic, s.Group)
 		if g == nil {
 			return false
 		}
@@ -331,6 +324,16 @@ func (t *Transport) pushToGroup(s *transport.Sub, e *event.Event) bool {
 			return true
 		}
 	}
+}
+
+// group returns the route of group name on topic; nil when it has no member.
+func (t *Transport) group(topic, name string) *groupRoute {
+	for _, g := range t.groups(topic) {
+		if g.name == name {
+			return g
+		}
+	}
+	return nil
 }
 
 // QueueDepth implements transport.QueueDepther.
