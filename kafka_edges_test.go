@@ -330,3 +330,28 @@ func TestKafkaGoexitInHandler(t *testing.T) {
 		t.Fatalf("dead letter %v", d.Data)
 	}
 }
+
+// A topic of the cluster whose "<topic>.dlq" would be too long stays
+// writable: a bus with dead letters on emits to it, and a subscriber
+// without dead letters (elsewhere) reads it.
+func TestKafkaEmitToTopicWithoutValidDeadLetterTopic(t *testing.T) {
+	brokers := eventstreamtest.KafkaCluster(t)
+	topic := eventstreamtest.Topic(t)
+	topic += strings.Repeat("x", 249-len(topic))
+	createTopic(t, brokers, topic, 1)
+	reader := quietKafkaBus(t, brokers, nil, eventstream.WithoutDeadLetter())
+	got := newEvents()
+	if _, err := reader.On(topic, got.handler); err != nil {
+		t.Fatal(err)
+	}
+	writer := quietKafkaBus(t, brokers, nil)
+	if _, err := writer.On(topic, got.handler); !errors.Is(err, eventstream.ErrInvalidTopic) {
+		t.Errorf("On with dead letters on: %v", err)
+	}
+	if err := writer.Emit(context.Background(), topic, "long"); err != nil {
+		t.Fatalf("Emit: %v", err)
+	}
+	if e := got.wait(t, 1)[0]; e.Data != "long" {
+		t.Fatalf("got %v", e.Data)
+	}
+}
