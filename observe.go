@@ -33,6 +33,7 @@ func newObserver(b *bus) (*observer, error) {
 		System:         b.system,
 		InProcess:      b.cfg.Mode == ModeMemory,
 		Stats:          mem.EnableMetrics,
+		Goexit:         &GoexitError{},
 	}
 	if mem.EnableHistory {
 		cfg.History = mem.MaxHistorySize

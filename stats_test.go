@@ -3,11 +3,14 @@ package eventstream_test
 import (
 	"context"
 	"errors"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/codes"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -98,6 +101,78 @@ func TestStatsAndHistoryMatchWhatHappened(t *testing.T) {
 	}
 	if got := mb.GetHistory(5); len(got) != 5 {
 		t.Errorf("GetHistory(5) returned %d entries", len(got))
+	}
+}
+
+// A handler that ends its goroutine (runtime.Goexit, as t.FailNow does)
+// made a failed attempt: GetStats counts it, the history shows it and its
+// process span ends with an error, as the dead letter it leads to says.
+func TestGoexitAttemptsInStatsAndHistory(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer tp.Shutdown(context.Background())
+	bus := quietBus(t, eventstream.DefaultConfig(), eventstream.WithTracerProvider(tp))
+	defer bus.Close()
+	const n = 40
+	var dead atomic.Int64
+	bus.On("exits.dlq", func(context.Context, *eventstream.Event) error { dead.Add(1); return nil })
+	bus.On("exits", func(context.Context, *eventstream.Event) error { runtime.Goexit(); return nil })
+	for i := range n {
+		if err := bus.Emit(context.Background(), "exits", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the dead letters", 5*time.Second, func() bool { return dead.Load() == n })
+	mb := bus.(eventstream.MemoryEventBus)
+	var row eventstream.Stats
+	for _, r := range mb.GetStats().Rows {
+		if r.Topic == "exits" && r.Group != "" {
+			row.Counts = r.Counts
+		}
+	}
+	if row.Delivered != n || row.Failed != n || row.Succeeded != 0 || row.DeadLettered != n || row.InFlight != 0 {
+		t.Errorf("stats of the exiting subscription: %+v", row.Counts)
+	}
+	failed := 0
+	for _, e := range mb.GetHistory(1000) {
+		if e.Operation == "process" && e.Topic == "exits" {
+			if e.Status != "error" || e.Attempt != 1 || !strings.Contains(e.Error, "Goexit") || e.SpanID == "" {
+				t.Errorf("history entry %+v", e)
+			}
+			failed++
+		}
+	}
+	if failed != n {
+		t.Errorf("history has %d attempts on exits, want %d", failed, n)
+	}
+	spans := 0
+	for _, s := range rec.Ended() {
+		if s.Name() == "process exits" {
+			spans++
+			if s.Status().Code != codes.Error || attr(s, "error.type") != "*eventstream.GoexitError" {
+				t.Errorf("span status %v, error.type %q", s.Status(), attr(s, "error.type"))
+			}
+		}
+	}
+	if spans != n {
+		t.Errorf("%d process spans ended, want %d", spans, n)
+	}
+}
+
+// GetHistory(n) returns up to n entries: none for n <= 0.
+func TestGetHistoryUpToN(t *testing.T) {
+	bus := quietBus(t, eventstream.DefaultConfig())
+	defer bus.Close()
+	for i := range 5 {
+		if err := bus.Emit(context.Background(), "up-to-n", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mb := bus.(eventstream.MemoryEventBus)
+	for n, want := range map[int]int{-1: 0, 0: 0, 1: 1, 5: 5, 100: 5} {
+		if got := mb.GetHistory(n); len(got) != want {
+			t.Errorf("GetHistory(%d) returned %d entries, want %d", n, len(got), want)
+		}
 	}
 }
 
@@ -255,7 +330,7 @@ func TestCountersReadableAfterClose(t *testing.T) {
 	if st := bus.(eventstream.MemoryEventBus).GetStats(); st.Delivered != 3 {
 		t.Errorf("GetStats after Close: %+v", st.Counts)
 	}
-	if h := bus.(eventstream.MemoryEventBus).GetHistory(0); len(h) != 6 {
+	if h := bus.(eventstream.MemoryEventBus).GetHistory(100); len(h) != 6 {
 		t.Errorf("GetHistory after Close: %d entries", len(h))
 	}
 }

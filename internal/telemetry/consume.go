@@ -94,7 +94,7 @@ func (s *Subscription) Consume(next event.Handler) event.Handler {
 // records 0 and counts in eventstream.delivery.clock_skew, so that a
 // histogram's sum never goes down.
 func (s *Subscription) Process(next event.Handler) event.Handler {
-	t, g := s.t, s.g
+	t := s.t
 	return func(ctx context.Context, e *event.Event) error {
 		tracing := t.tracing()
 		histOn := t.inst.processDuration.Enabled(ctx)
@@ -112,42 +112,56 @@ func (s *Subscription) Process(next event.Handler) event.Handler {
 			s.recordDelivery(ctx, e, start, delivOn)
 		}
 
+		// A handler that ends its goroutine (runtime.Goexit) never returns
+		// here; its attempt failed all the same, and is measured as one.
+		returned := false
+		defer func() {
+			if !returned {
+				s.endProcess(ctx, e, span, start, attempt, histOn, t.goexit)
+			}
+		}()
 		err := next(ctx, e)
-
-		dur := time.Since(start) // monotonic
-		var errType string
-		if err != nil {
-			errType = ErrorType(err)
-		}
-		if t.stats {
-			if err == nil {
-				g.succeeded.Add(1)
-			} else {
-				g.failed.Add(1)
-			}
-			g.process.record(dur)
-		}
-		if histOn {
-			rec := g.procRec
-			if err != nil {
-				rec = g.procErrs.get(errType, g.procKVs).rec
-			}
-			t.inst.processDuration.Record(ctx, dur.Seconds(), rec...)
-		}
-		if t.ring != nil {
-			r := record{labels: &s.labels, op: opProcess, attempt: int32(attempt),
-				start: start.UnixNano(), dur: dur}
-			r.fill(e.ID, err, span)
-			t.ring.processes.put(&r)
-		}
-		if span != nil {
-			if err != nil && span.IsRecording() {
-				setError(span, err, errType)
-				addPanicEvent(span, err, errType)
-			}
-			span.End()
-		}
+		returned = true
+		s.endProcess(ctx, e, span, start, attempt, histOn, err)
 		return err
+	}
+}
+
+// endProcess measures the end of one attempt, which started at start.
+func (s *Subscription) endProcess(ctx context.Context, e *event.Event, span trace.Span, start time.Time, attempt int, histOn bool, err error) {
+	t, g := s.t, s.g
+	dur := time.Since(start) // monotonic
+	var errType string
+	if err != nil {
+		errType = ErrorType(err)
+	}
+	if t.stats {
+		if err == nil {
+			g.succeeded.Add(1)
+		} else {
+			g.failed.Add(1)
+		}
+		g.process.record(dur)
+	}
+	if histOn {
+		rec := g.procRec
+		if err != nil {
+			rec = g.procErrs.get(errType, g.procKVs).rec
+		}
+		t.inst.processDuration.Record(ctx, dur.Seconds(), rec...)
+	}
+	if t.ring != nil {
+		r := record{labels: &s.labels, op: opProcess, attempt: int32(attempt),
+			start: start.UnixNano(), dur: dur}
+		r.fill(e.ID, err, span)
+		t.ring.processes.put(&r)
+	}
+	if span != nil {
+		if err != nil && span.IsRecording() {
+			setError(span, err, errType)
+			addPanicEvent(span, err, errType)
+		}
+		span.End()
 	}
 }
 

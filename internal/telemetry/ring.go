@@ -30,9 +30,7 @@ func newHistory(size int) *historyRings {
 // one ring holds when n <= 0.
 func (h *historyRings) recent(n int) []history.Entry {
 	size := len(h.sends.slots)
-	if n <= 0 || n > size {
-		n = size
-	}
+	n = min(n, size)
 	recs := h.sends.recent(n, nil)
 	recs = h.processes.recent(n, recs)
 	slices.SortStableFunc(recs, func(a, b record) int { return cmp.Compare(b.start+int64(b.dur), a.start+int64(a.dur)) })

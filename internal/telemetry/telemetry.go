@@ -13,6 +13,7 @@
 package telemetry
 
 import (
+	"errors"
 	"reflect"
 	"sync/atomic"
 	"time"
@@ -56,6 +57,9 @@ type Config struct {
 	// Stats keeps what GetStats reports beyond the counters the metrics
 	// need: attempts that succeeded and failed, latency histograms.
 	Stats bool
+	// Goexit is the failure an attempt records when its handler ended its
+	// goroutine (runtime.Goexit) instead of returning. Nil: errGoexit.
+	Goexit error
 }
 
 // Telemetry is the telemetry of one bus. It is safe for concurrent use.
@@ -65,6 +69,7 @@ type Telemetry struct {
 	linksOnly bool
 	stats     bool
 	ring      *historyRings // nil: history off
+	goexit    error
 
 	tracer   trace.Tracer
 	meter    metric.Meter
@@ -147,12 +152,16 @@ func New(cfg Config) (*Telemetry, error) {
 		inProcess: cfg.InProcess,
 		linksOnly: cfg.LinksOnly,
 		stats:     cfg.Stats,
+		goexit:    cfg.Goexit,
 		tracer: tp.Tracer(telemetry.ScopeName,
 			trace.WithInstrumentationVersion(telemetry.ScopeVersion),
 			trace.WithSchemaURL(semconv.SchemaURL)),
 		traceOn: traceGate(tp),
 		meterOn: meterGate(mp),
 		prop:    prop,
+	}
+	if t.goexit == nil {
+		t.goexit = errGoexit
 	}
 	if cfg.History > 0 {
 		t.ring = newHistory(cfg.History)
@@ -213,14 +222,16 @@ func (t *Telemetry) tracing() bool { return t.traceOn.on() }
 // a MeterProvider that records.
 func (t *Telemetry) counting() bool { return t.stats || t.meterOn.on() }
 
-// Recent returns up to n of the most recent operations, newest first (all
-// kept when n <= 0); nil when history is off.
+// Recent returns up to n of the most recent operations, newest first; nil
+// when history is off or n <= 0.
 func (t *Telemetry) Recent(n int) []history.Entry {
-	if t.ring == nil {
+	if t.ring == nil || n <= 0 {
 		return nil
 	}
 	return t.ring.recent(n)
 }
+
+var errGoexit = errors.New("handler ended its goroutine (runtime.Goexit) instead of returning")
 
 // ErrorType is the error.type of err: the conventions' rule
 // (semconv.ErrorType: an ErrorType() string method in err's chain, else
