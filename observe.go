@@ -49,6 +49,9 @@ func newObserver(b *bus) (*observer, error) {
 	if lr, ok := b.tr.(transport.LagReporter); ok {
 		o.gauges = append(o.gauges, tel.ObserveLag(lr.ReportLag))
 	}
+	if ar, ok := b.tr.(transport.AgeReporter); ok {
+		o.gauges = append(o.gauges, tel.ObserveTimeLag(ar.ReportAge))
+	}
 	return o, nil
 }
 

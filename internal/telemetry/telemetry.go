@@ -75,6 +75,7 @@ type Telemetry struct {
 	reg      *registry                  // referenced by the counters' callback, which outlives the bus
 	lastSend atomic.Pointer[sendSeries] // the series of the last topic emitted to
 	sendSpan []attribute.KeyValue       // server.address/port on Kafka send spans
+	ages     atomic.Pointer[AgeFunc]    // the time lag's source while the bus runs
 }
 
 // gate tells whether a provider can record. A provider that never records
