@@ -52,6 +52,7 @@ type document struct {
 	Events   []Entry   `json:"events"`
 	Stats    Stats     `json:"stats"`
 	Topology Topology  `json:"topology"`
+	Series   []Series  `json:"series,omitempty"` // per second, from a SeriesSource
 }
 
 // HandlerOption configures Handler.
@@ -104,6 +105,7 @@ func validTraceURL(t string) error {
 //	/events    JSON list of recent entries, newest first (?n=, default 100)
 //	/stats     JSON Stats
 //	/topology  JSON Topology
+//	/series    JSON []Series, when src is a SeriesSource
 //
 // The page and the JSON of / and /events take filters on recent entries:
 // ?topic= and ?group= (exact names; send entries have no group, so a group
@@ -173,6 +175,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, normStats(st))
 	case "topology":
 		writeJSON(w, normTopology(h.src.Topology()))
+	case "series":
+		h.serveSeries(w)
 	default:
 		http.NotFound(w, r)
 	}
@@ -188,6 +192,7 @@ func (h *handler) doc(ctx context.Context, n int, f filter) (document, error) {
 		Events:   nonNil(h.recent(n, f)),
 		Stats:    normStats(st),
 		Topology: normTopology(h.src.Topology()),
+		Series:   h.series(),
 	}, nil
 }
 
@@ -402,6 +407,7 @@ select{max-width:16em}
 {{range .Stats.Rows}}<tr><td class="name">{{.Topic}}</td><td class="name">{{.Group}}</td><td class="n">{{.Emitted}}</td><td class="n">{{.EmitFailed}}</td><td class="n">{{.Delivered}}</td><td class="n">{{.Succeeded}}</td><td class="n">{{.Failed}}</td><td class="n">{{.Retried}}</td><td class="n">{{.DeadLettered}}</td><td class="n">{{.InFlight}}</td><td class="n">{{dur .TimeLag}}</td><td class="n">{{dur .LatencyP50}}</td><td class="n">{{dur .LatencyP95}}</td><td class="n">{{dur .LatencyP99}}</td><td class="n">{{dur .DeliveryP50}}</td><td class="n">{{dur .DeliveryP95}}</td><td class="n">{{dur .DeliveryP99}}</td></tr>
 {{end}}{{with .Stats}}<tr><th>total</th><th></th><th class="n">{{.Emitted}}</th><th class="n">{{.EmitFailed}}</th><th class="n">{{.Delivered}}</th><th class="n">{{.Succeeded}}</th><th class="n">{{.Failed}}</th><th class="n">{{.Retried}}</th><th class="n">{{.DeadLettered}}</th><th class="n">{{.InFlight}}</th><th class="n">{{dur .TimeLag}}</th><th class="n">{{dur .LatencyP50}}</th><th class="n">{{dur .LatencyP95}}</th><th class="n">{{dur .LatencyP99}}</th><th class="n">{{dur .DeliveryP50}}</th><th class="n">{{dur .DeliveryP95}}</th><th class="n">{{dur .DeliveryP99}}</th></tr>{{end}}
 </table></div>
+{{template "plots" .}}
 
 <h2>Topology</h2>
 {{if .Topology.Topics}}<ul id="topology">{{range .Topology.Topics}}

@@ -14,6 +14,7 @@ package telemetry
 
 import (
 	"reflect"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -76,6 +77,8 @@ type Telemetry struct {
 	lastSend atomic.Pointer[sendSeries] // the series of the last topic emitted to
 	sendSpan []attribute.KeyValue       // server.address/port on Kafka send spans
 	ages     atomic.Pointer[AgeFunc]    // the time lag's source while the bus runs
+	perSecMu sync.Mutex
+	perSec   *perSecond // the plots' sampler; nil until someone looks
 }
 
 // gate tells whether a provider can record. A provider that never records
