@@ -50,6 +50,9 @@ func newObserver(b *bus) (*observer, error) {
 	if lr, ok := b.tr.(transport.LagReporter); ok {
 		o.gauges = append(o.gauges, tel.ObserveLag(lr.ReportLag))
 	}
+	if ar, ok := b.tr.(transport.AgeReporter); ok {
+		o.gauges = append(o.gauges, tel.ObserveTimeLag(ar.ReportAge))
+	}
 	return o, nil
 }
 
@@ -72,6 +75,7 @@ func (o *observer) emitMiddleware(b *bus) []Middleware {
 // close unregisters the gauges. It returns no error: there is nothing to
 // flush, as the providers are the caller's.
 func (o *observer) close() error {
+	o.tel.StopSeries()
 	for _, unregister := range o.gauges {
 		unregister()
 	}
@@ -141,3 +145,9 @@ type debugSource struct{ b *bus }
 func (d debugSource) Recent(n int) []history.Entry                 { return d.b.GetHistory(n) }
 func (d debugSource) Stats(context.Context) (history.Stats, error) { return d.b.GetStats(), nil }
 func (d debugSource) Topology() history.Topology                   { return d.b.Topology() }
+func (d debugSource) Series() []history.Series {
+	if d.b.obs == nil {
+		return nil
+	}
+	return d.b.obs.tel.Series()
+}

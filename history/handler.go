@@ -52,6 +52,7 @@ type document struct {
 	Events   []Entry   `json:"events"`
 	Stats    Stats     `json:"stats"`
 	Topology Topology  `json:"topology"`
+	Series   []Series  `json:"series,omitempty"` // per second, from a SeriesSource
 }
 
 // HandlerOption configures Handler.
@@ -104,6 +105,7 @@ func validTraceURL(t string) error {
 //	/events    JSON list of recent entries, newest first (?n=, default 100)
 //	/stats     JSON Stats
 //	/topology  JSON Topology
+//	/series    JSON []Series, when src is a SeriesSource
 //
 // The page and the JSON of / and /events take filters on recent entries:
 // ?topic= and ?group= (exact names; send entries have no group, so a group
@@ -173,6 +175,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, normStats(st))
 	case "topology":
 		writeJSON(w, normTopology(h.src.Topology()))
+	case "series":
+		h.serveSeries(w)
 	default:
 		http.NotFound(w, r)
 	}
@@ -188,6 +192,7 @@ func (h *handler) doc(ctx context.Context, n int, f filter) (document, error) {
 		Events:   nonNil(h.recent(n, f)),
 		Stats:    normStats(st),
 		Topology: normTopology(h.src.Topology()),
+		Series:   h.series(),
 	}, nil
 }
 
@@ -395,13 +400,14 @@ select{max-width:16em}
 </form>
 
 <h2>Stats</h2>
-<p class="muted">Totals since the bus started. A row without a group is the emit side of its topic; group rows are its consumer groups. Failed counts handler attempts, retried the attempts scheduled again; handler latency is the time a handler took, delivery latency the time from emit to handler start.</p>
+<p class="muted">Totals since the bus started. A row without a group is the emit side of its topic; group rows are its consumer groups. Failed counts handler attempts, retried the attempts scheduled again; handler latency is the time a handler took, delivery latency the time from emit to handler start; time lag is the age of the group's oldest event not yet handled (– when caught up).</p>
 <div class="scroll"><table id="stats">
-<tr><th rowspan="2">topic</th><th rowspan="2">group</th><th rowspan="2">emitted</th><th rowspan="2">emit failed</th><th rowspan="2">delivered</th><th rowspan="2">succeeded</th><th rowspan="2">failed attempts</th><th rowspan="2">retried</th><th rowspan="2">dead-lettered</th><th rowspan="2">in flight</th><th colspan="3">handler latency</th><th colspan="3">delivery latency</th></tr>
+<tr><th rowspan="2">topic</th><th rowspan="2">group</th><th rowspan="2">emitted</th><th rowspan="2">emit failed</th><th rowspan="2">delivered</th><th rowspan="2">succeeded</th><th rowspan="2">failed attempts</th><th rowspan="2">retried</th><th rowspan="2">dead-lettered</th><th rowspan="2">in flight</th><th rowspan="2" title="age of the oldest event not yet handled">time lag</th><th colspan="3">handler latency</th><th colspan="3">delivery latency</th></tr>
 <tr><th>p50</th><th>p95</th><th>p99</th><th>p50</th><th>p95</th><th>p99</th></tr>
-{{range .Stats.Rows}}<tr><td class="name">{{.Topic}}</td><td class="name">{{.Group}}</td><td class="n">{{.Emitted}}</td><td class="n">{{.EmitFailed}}</td><td class="n">{{.Delivered}}</td><td class="n">{{.Succeeded}}</td><td class="n">{{.Failed}}</td><td class="n">{{.Retried}}</td><td class="n">{{.DeadLettered}}</td><td class="n">{{.InFlight}}</td><td class="n">{{dur .LatencyP50}}</td><td class="n">{{dur .LatencyP95}}</td><td class="n">{{dur .LatencyP99}}</td><td class="n">{{dur .DeliveryP50}}</td><td class="n">{{dur .DeliveryP95}}</td><td class="n">{{dur .DeliveryP99}}</td></tr>
-{{end}}{{with .Stats}}<tr><th>total</th><th></th><th class="n">{{.Emitted}}</th><th class="n">{{.EmitFailed}}</th><th class="n">{{.Delivered}}</th><th class="n">{{.Succeeded}}</th><th class="n">{{.Failed}}</th><th class="n">{{.Retried}}</th><th class="n">{{.DeadLettered}}</th><th class="n">{{.InFlight}}</th><th class="n">{{dur .LatencyP50}}</th><th class="n">{{dur .LatencyP95}}</th><th class="n">{{dur .LatencyP99}}</th><th class="n">{{dur .DeliveryP50}}</th><th class="n">{{dur .DeliveryP95}}</th><th class="n">{{dur .DeliveryP99}}</th></tr>{{end}}
+{{range .Stats.Rows}}<tr><td class="name">{{.Topic}}</td><td class="name">{{.Group}}</td><td class="n">{{.Emitted}}</td><td class="n">{{.EmitFailed}}</td><td class="n">{{.Delivered}}</td><td class="n">{{.Succeeded}}</td><td class="n">{{.Failed}}</td><td class="n">{{.Retried}}</td><td class="n">{{.DeadLettered}}</td><td class="n">{{.InFlight}}</td><td class="n">{{dur .TimeLag}}</td><td class="n">{{dur .LatencyP50}}</td><td class="n">{{dur .LatencyP95}}</td><td class="n">{{dur .LatencyP99}}</td><td class="n">{{dur .DeliveryP50}}</td><td class="n">{{dur .DeliveryP95}}</td><td class="n">{{dur .DeliveryP99}}</td></tr>
+{{end}}{{with .Stats}}<tr><th>total</th><th></th><th class="n">{{.Emitted}}</th><th class="n">{{.EmitFailed}}</th><th class="n">{{.Delivered}}</th><th class="n">{{.Succeeded}}</th><th class="n">{{.Failed}}</th><th class="n">{{.Retried}}</th><th class="n">{{.DeadLettered}}</th><th class="n">{{.InFlight}}</th><th class="n">{{dur .TimeLag}}</th><th class="n">{{dur .LatencyP50}}</th><th class="n">{{dur .LatencyP95}}</th><th class="n">{{dur .LatencyP99}}</th><th class="n">{{dur .DeliveryP50}}</th><th class="n">{{dur .DeliveryP95}}</th><th class="n">{{dur .DeliveryP99}}</th></tr>{{end}}
 </table></div>
+{{template "plots" .}}
 
 <h2>Topology</h2>
 {{if .Topology.Topics}}<ul id="topology">{{range .Topology.Topics}}

@@ -12,6 +12,12 @@ import "time"
 // the events sent to a dead-letter topic (eventstream.dead_letters) and
 // InFlight the deliveries under way (eventstream.in_flight).
 //
+// TimeLag is how long the oldest event accepted for the group and not yet
+// handled has waited (eventstream.consumer.time_lag): 0 when the group is
+// caught up, and in the totals the largest of the rows. It is read when
+// the stats are, from the subscriptions of this process only, so it is 0
+// once the group has no member here.
+//
 // Latency* are percentiles of processing time, Delivery* of the time from
 // emit to the start of processing, both estimated from the histograms'
 // fixed buckets (the metrics' own bounds): linear within the bucket that
@@ -19,14 +25,15 @@ import "time"
 // and a percentile in the overflow bucket (over 10 s) reads as 10 s however
 // far the values lie. Zero when nothing was recorded.
 type Counts struct {
-	Emitted      int64 `json:"emitted"`
-	EmitFailed   int64 `json:"emit_failed"`
-	Delivered    int64 `json:"delivered"`
-	Succeeded    int64 `json:"succeeded"`
-	Failed       int64 `json:"failed"`
-	Retried      int64 `json:"retried"`
-	DeadLettered int64 `json:"dead_lettered"`
-	InFlight     int64 `json:"in_flight"`
+	Emitted      int64         `json:"emitted"`
+	EmitFailed   int64         `json:"emit_failed"`
+	Delivered    int64         `json:"delivered"`
+	Succeeded    int64         `json:"succeeded"`
+	Failed       int64         `json:"failed"`
+	Retried      int64         `json:"retried"`
+	DeadLettered int64         `json:"dead_lettered"`
+	InFlight     int64         `json:"in_flight"`
+	TimeLag      time.Duration `json:"time_lag_ns"`
 
 	LatencyP50  time.Duration `json:"latency_p50_ns"`
 	LatencyP95  time.Duration `json:"latency_p95_ns"`

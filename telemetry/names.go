@@ -50,6 +50,7 @@ const (
 	MetricPoolCapacity    = "eventstream.pool.capacity"       // gauge {goroutine}
 	MetricPoolWaiting     = "eventstream.pool.waiting"        // gauge {task}
 	MetricConsumerLag     = "eventstream.consumer.lag"        // gauge {message}, Kafka mode
+	MetricTimeLag         = "eventstream.consumer.time_lag"   // gauge s, age of the oldest event not yet handled
 )
 
 // Attribute keys of the library's own namespace, on process spans

@@ -167,6 +167,7 @@ var (
 	_ transport.ServerAddresser = (*Transport)(nil)
 	_ transport.QueueDepther    = (*Transport)(nil)
 	_ transport.LagReporter     = (*Transport)(nil)
+	_ transport.AgeReporter     = (*Transport)(nil)
 )
 
 // New connects to the cluster and returns the transport. An error from
@@ -772,6 +773,33 @@ func (t *Transport) ReportLag(observe func(topic, group string, partition int32,
 			}
 			observe(c.sub.Topic, c.sub.Group, ps.partition, max(hwm-committed, 0))
 		}
+	}
+}
+
+// ReportAge implements transport.AgeReporter: per topic and group, the
+// oldest record not done among the partitions this process's members own
+// (partState.oldest says how it is estimated before it is fetched).
+func (t *Transport) ReportAge(now time.Time, observe func(topic, group string, age time.Duration)) {
+	t.mu.Lock()
+	cs := make([]*consumer, 0, len(t.consumers))
+	for _, c := range t.consumers {
+		cs = append(cs, c)
+	}
+	t.mu.Unlock()
+	type key struct{ topic, group string }
+	ages := make(map[key]time.Duration, len(cs))
+	for _, c := range cs {
+		k := key{c.sub.Topic, c.sub.Group}
+		age := ages[k]
+		for _, ps := range c.owned() {
+			if ts := ps.oldest(); ts > 0 {
+				age = max(age, now.Sub(time.Unix(0, ts)))
+			}
+		}
+		ages[k] = age
+	}
+	for k, age := range ages {
+		observe(k.topic, k.group, age)
 	}
 }
 

@@ -32,11 +32,13 @@ type partState struct {
 	next     int64 // seq of the next dispatched record
 	mark     int64 // every offset below it is done; -1 unknown
 	epoch    int32 // leader epoch of the record before mark
+	markTS   int64 // timestamp (unix ns) of the record before mark; 0 unknown
 	dispHigh int64 // offset after the last dispatched record; -1 none
 }
 
 type pendingOffset struct {
 	offset int64
+	ts     int64 // the record's timestamp, unix ns; 0 unknown
 	epoch  int32
 	done   bool
 }
@@ -75,7 +77,7 @@ func (ps *partState) track(recs []*kgo.Record) (int64, bool) {
 		ps.pend, ps.head, ps.base = ps.pend[:0], 0, ps.next
 	}
 	for _, r := range recs {
-		ps.pend = append(ps.pend, pendingOffset{offset: r.Offset, epoch: -1})
+		ps.pend = append(ps.pend, pendingOffset{offset: r.Offset, ts: unixNano(r.Timestamp), epoch: -1})
 	}
 	if len(recs) > 0 {
 		ps.dispHigh = recs[len(recs)-1].Offset + 1
@@ -116,7 +118,7 @@ func (ps *partState) finish(seq, off int64, epoch int32) {
 		return
 	}
 	last := ps.pend[h-1]
-	ps.mark, ps.epoch = last.offset+1, last.epoch
+	ps.mark, ps.epoch, ps.markTS = last.offset+1, last.epoch, last.ts
 	ps.head = h
 	// Drop the done prefix once it is most of the slice: amortized O(1)
 	// per record however far apart lanes finish.
@@ -149,6 +151,33 @@ func (ps *partState) waitIdle(d time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	lanes.PollUntil(ctx, time.Millisecond, func() int { return int(ps.running.Load()) })
+}
+
+// oldest returns the timestamp (unix ns) of the partition's oldest record
+// that is not done: the record at the mark, the offset the next commit
+// carries. When that record was not fetched yet (the member just took the
+// partition over, or the end moved since the last fetch), it is estimated
+// by the timestamp of the last record done, which is no later than its own:
+// the age reads high rather than low, never above the truth by more than
+// the gap between the two records. 0 when the partition is caught up (the
+// mark at the end of the last fetch) or nothing is known yet.
+func (ps *partState) oldest() int64 {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.head < len(ps.pend) {
+		return ps.pend[ps.head].ts
+	}
+	if hwm := ps.hwm.Load(); ps.mark >= 0 && hwm > ps.mark {
+		return ps.markTS
+	}
+	return 0
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }
 
 // toCommit returns the offset to commit, if it moved past the last commit.

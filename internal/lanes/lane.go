@@ -56,6 +56,29 @@ func (l *Lane[T]) Depth() int64 { return l.depth.Load() }
 // Handling reports whether a handler of the lane is running.
 func (l *Lane[T]) Handling() bool { return l.handling.Load() }
 
+// Head returns the oldest item accepted and not yet handled: the one in
+// hand, else the next to start; false when the lane is empty. It takes the
+// lock once and costs the hot path nothing, so a gauge may call it at every
+// collection. Just as one handler ends and the next starts, it may return
+// either of the two.
+func (l *Lane[T]) Head() (item T, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := int64(len(l.batch)); n > 0 {
+		p := l.pos.Load() // claimed so far; beyond n once the rest was taken back
+		if p >= 1 && p <= n && l.handling.Load() {
+			return l.batch[p-1], true
+		}
+		if p >= 0 && p < n {
+			return l.batch[p], true
+		}
+	}
+	if len(l.q) > 0 {
+		return l.q[0], true
+	}
+	return item, false
+}
+
 // WaitRoom blocks while the lane is full, until ctx is done (ctx's error) or
 // the lane is stopped (ErrStopped).
 func (l *Lane[T]) WaitRoom(ctx context.Context) error {
@@ -164,8 +187,9 @@ func (l *Lane[T]) run(budget int) (more bool) {
 			l.handling.Store(true)
 			l.handle(item)
 			l.handling.Store(false)
+			// batch[i] is left as it is: Head reads the batch under the
+			// lock, and the whole batch is cleared under it.
 			item, inHand = zero, false
-			batch[i] = zero
 			l.depth.Add(-1)
 			l.wakeWaiters()
 			handled++

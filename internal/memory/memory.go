@@ -402,3 +402,25 @@ func (t *Transport) Close(context.Context) error {
 	}
 	return nil
 }
+
+// ReportAge implements transport.AgeReporter: per topic and group, the
+// oldest event at the head of the group's lanes (in hand or next to start).
+func (t *Transport) ReportAge(now time.Time, observe func(topic, group string, age time.Duration)) {
+	type key struct{ topic, group string }
+	ages := map[key]time.Duration{}
+	t.mu.Lock()
+	for s, m := range t.members {
+		k := key{s.Topic, s.Group}
+		age := ages[k]
+		for _, l := range m.lanes {
+			if e, ok := l.Head(); ok && !e.Time.IsZero() {
+				age = max(age, now.Sub(e.Time))
+			}
+		}
+		ages[k] = age
+	}
+	t.mu.Unlock()
+	for k, age := range ages {
+		observe(k.topic, k.group, age)
+	}
+}

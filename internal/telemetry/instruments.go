@@ -37,6 +37,7 @@ const (
 	descPoolCapacity    = "Capacity of the worker pool."
 	descPoolWaiting     = "Number of tasks waiting for a free worker."
 	descConsumerLag     = "Records between a group's committed offset and the partition's end (Kafka mode)."
+	descTimeLag         = "Age of the oldest event accepted for a consumer group and not yet handled; 0 when the group is caught up."
 )
 
 // instruments are the bus's metric instruments. Counters are observable:
@@ -60,6 +61,7 @@ type instruments struct {
 	poolCapacity metric.Int64ObservableGauge
 	poolWaiting  metric.Int64ObservableGauge
 	consumerLag  metric.Int64ObservableGauge
+	timeLag      metric.Float64ObservableGauge
 }
 
 func (in *instruments) init(m metric.Meter) error {
@@ -104,6 +106,9 @@ func (in *instruments) init(m metric.Meter) error {
 	in.poolCapacity = gauge(telemetry.MetricPoolCapacity, unitGoroutine, descPoolCapacity)
 	in.poolWaiting = gauge(telemetry.MetricPoolWaiting, unitTask, descPoolWaiting)
 	in.consumerLag = gauge(telemetry.MetricConsumerLag, unitMessage, descConsumerLag)
+	in.timeLag, err = m.Float64ObservableGauge(telemetry.MetricTimeLag,
+		metric.WithUnit(unitSeconds), metric.WithDescription(descTimeLag))
+	add(err)
 	return errors.Join(errs...)
 }
 

@@ -14,6 +14,7 @@ import (
 func (t *Telemetry) Stats() history.Stats {
 	var st history.Stats
 	var procAll, delivAll snapshot
+	lags := t.timeLags()
 	t.reg.sends.Range(func(_, v any) bool {
 		s := v.(*sendSeries)
 		c := history.Counts{Emitted: s.sent.Load(), EmitFailed: s.failed.Load()}
@@ -31,7 +32,9 @@ func (t *Telemetry) Stats() history.Stats {
 			Retried:      g.retried.Load(),
 			DeadLettered: g.dead.total(),
 			InFlight:     g.inFlight.Load(),
+			TimeLag:      lags[g.key],
 		}
+		delete(lags, g.key)
 		proc, deliv := g.process.snapshot(), g.delivery.snapshot()
 		if c == (history.Counts{}) && proc == (snapshot{}) {
 			continue
@@ -42,6 +45,11 @@ func (t *Telemetry) Stats() history.Stats {
 		st.Rows = append(st.Rows, history.Row{Topic: g.key.topic, Group: g.key.group, Counts: c})
 	}
 	t.reg.mu.Unlock()
+	for k, lag := range lags { // waiting, and no delivery has started yet
+		if lag > 0 {
+			st.Rows = append(st.Rows, history.Row{Topic: k.topic, Group: k.group, Counts: history.Counts{TimeLag: lag}})
+		}
+	}
 	for _, r := range st.Rows {
 		c := &st.Counts
 		c.Emitted += r.Emitted
@@ -52,6 +60,7 @@ func (t *Telemetry) Stats() history.Stats {
 		c.Retried += r.Retried
 		c.DeadLettered += r.DeadLettered
 		c.InFlight += r.InFlight
+		c.TimeLag = max(c.TimeLag, r.TimeLag)
 	}
 	fillLatencies(&st.Counts, &procAll, &delivAll)
 	slices.SortFunc(st.Rows, func(a, b history.Row) int {

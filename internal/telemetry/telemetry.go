@@ -15,6 +15,7 @@ package telemetry
 import (
 	"errors"
 	"reflect"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -80,6 +81,9 @@ type Telemetry struct {
 	reg      *registry                  // referenced by the counters' callback, which outlives the bus
 	lastSend atomic.Pointer[sendSeries] // the series of the last topic emitted to
 	sendSpan []attribute.KeyValue       // server.address/port on Kafka send spans
+	ages     atomic.Pointer[AgeFunc]    // the time lag's source while the bus runs
+	perSecMu sync.Mutex
+	perSec   *perSecond // the plots' sampler; nil until someone looks
 }
 
 // gate tells whether a provider can record. A provider that never records

@@ -111,6 +111,13 @@ type (
 	LagReporter interface {
 		ReportLag(observe func(topic, group string, partition int32, lag int64))
 	}
+	// AgeReporter reports, once per topic and consumer group with a member
+	// in this process, the age at now of the oldest event accepted and not
+	// yet handled: 0 when the group is caught up
+	// (eventstream.consumer.time_lag).
+	AgeReporter interface {
+		ReportAge(now time.Time, observe func(topic, group string, age time.Duration))
+	}
 )
 
 // ErrClosed is returned by Publish once the transport drains or is closed;
