@@ -171,4 +171,3 @@ func ExampleDedup() {
 	// <nil>
 	// duplicates: 1
 }
-
