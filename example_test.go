@@ -188,3 +188,23 @@ func ExampleWithKey() {
 	// account-7 acme 2
 	// account-7 acme 3
 }
+
+// A handler that receives its own type: the bus decodes the event's data
+// once (in memory mode the emitted value is handed over as it is).
+func ExampleHandle() {
+	type Registered struct {
+		UserID string `json:"user_id"`
+	}
+	bus, _ := eventstream.New(eventstream.DefaultConfig(), eventstream.WithoutTelemetry())
+	done := make(chan struct{})
+	_, _ = bus.On("user.registered", eventstream.Handle(func(ctx context.Context, e *eventstream.Event, u Registered) error {
+		fmt.Println("welcome", u.UserID)
+		close(done)
+		return nil
+	}))
+	_ = bus.Emit(context.Background(), "user.registered", Registered{UserID: "12345"})
+	<-done
+	_ = bus.Close()
+	// Output:
+	// welcome 12345
+}

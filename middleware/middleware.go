@@ -1,5 +1,6 @@
 // Package middleware holds EventStream's handler middleware: retry with
-// backoff, panic recovery, structured logging and per-attempt timeouts.
+// backoff, panic recovery, structured logging, per-attempt timeouts, rate
+// limits, deduplication and correlation ids.
 //
 // A middleware is a plain function, event.Middleware, that takes the next
 // handler and returns a handler wrapping it: do something before, call
@@ -25,4 +26,7 @@ var (
 	// ErrTimeout is wrapped, together with context.DeadlineExceeded, by the
 	// error of a handler that failed after Timeout's deadline passed.
 	ErrTimeout = errors.New("handler timed out")
+	// ErrInvalidRateLimit is wrapped by RateLimit's error when its limit or
+	// burst is out of range.
+	ErrInvalidRateLimit = errors.New("eventstream: invalid rate limit")
 )

@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/baggage"
@@ -40,6 +41,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"libx.net/eventstream"
+	"libx.net/eventstream/middleware"
 	"libx.net/eventstream/telemetry"
 )
 
@@ -61,6 +63,8 @@ var (
 	_ = semconv.ServiceName
 	_ = trace.SpanFromContext
 	_ = telemetry.NewLogHandler
+	_ = time.Second
+	_ = middleware.Timeout
 )
 
 // Placeholders.
@@ -72,6 +76,7 @@ var (
 	cfg    = eventstream.DefaultConfig()
 	bus    eventstream.EventBus
 	tenant = &Tenant{}
+	charge = func(context.Context, *eventstream.Event) error { return nil }
 )
 
 type loggerKey struct{}
