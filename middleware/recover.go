@@ -41,6 +41,12 @@ type PanicError struct {
 
 func (e *PanicError) Error() string { return fmt.Sprintf("handler panicked: %v", e.Value) }
 
+// PanicStack returns Stack. The bus's process span records the stack of an
+// error with this method in its chain as a "panic" span event, so a recover
+// middleware of your own has its panics traced as Recover's are when its
+// error has the method too.
+func (e *PanicError) PanicStack() []byte { return e.Stack }
+
 // Unwrap returns Value when it is an error (for example a
 // *runtime.PanicNilError or a runtime.Error), so errors.Is and errors.As see
 // through the panic.

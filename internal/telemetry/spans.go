@@ -12,7 +12,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"libx.net/eventstream/event"
-	"libx.net/eventstream/middleware"
 	"libx.net/eventstream/telemetry"
 )
 
@@ -134,12 +133,16 @@ func addPanicEvent(span trace.Span, err error, errType string) {
 	}
 }
 
+// panicStacker is an error that carries the stack of a recovered panic, as
+// middleware.PanicError does: the method, not the type, is the contract, so
+// that a recover middleware of the user's own is traced the same way.
+type panicStacker interface {
+	error
+	PanicStack() []byte
+}
+
 func panicStack(err error) ([]byte, bool) {
-	if pe, ok := errors.AsType[*middleware.PanicError](err); ok {
-		return pe.Stack, len(pe.Stack) > 0
-	}
-	var ps middleware.PanicStacker
-	if errors.As(err, &ps) {
+	if ps, ok := errors.AsType[panicStacker](err); ok {
 		s := ps.PanicStack()
 		return s, len(s) > 0
 	}

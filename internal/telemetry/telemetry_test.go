@@ -339,7 +339,7 @@ func (stackErr) Error() string        { return "custom panic" }
 func (stackErr) PanicStack() []byte   { return []byte("goroutine 1 [running]") }
 func (stackErr) Is(target error) bool { return false }
 
-func TestPanicStackerInterface(t *testing.T) {
+func TestPanicStackMethod(t *testing.T) {
 	r := newRig(t, telemetry.SystemMemory)
 	_ = r.process(context.Background(), event.New("orders", 1), 1, func(context.Context, *event.Event) error {
 		return fmt.Errorf("wrapped: %w", stackErr{})
