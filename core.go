@@ -12,7 +12,6 @@ import (
 
 	"libx.net/eventstream/event"
 	"libx.net/eventstream/internal/lanes"
-	"libx.net/eventstream/internal/memory"
 	"libx.net/eventstream/internal/transport"
 	"libx.net/eventstream/telemetry"
 )
@@ -31,6 +30,9 @@ type bus struct {
 	sched  *lanes.Scheduler
 	obs    *observer // nil when telemetry is off
 	system string
+	// deadLetterUndecodable: events the transport cannot decode are
+	// dead-lettered, not handled (set by the mode: Kafka's NonJSON).
+	deadLetterUndecodable bool
 
 	// emit is the emit chain ending in the transport.
 	emit Handler
@@ -131,18 +133,7 @@ func (b *bus) publish(ctx context.Context, e *Event) error {
 	if !po.Overflow && ctx.Value(handlerKey{}) != nil {
 		po.Overflow = true
 	}
-	err := b.tr.Publish(ctx, e, po)
-	if err == nil {
-		return nil
-	}
-	var full *memory.FullError
-	switch {
-	case errors.Is(err, transport.ErrClosed):
-		return ErrClosed
-	case errors.As(err, &full):
-		return &QueueFullError{Topic: full.Topic, Group: full.Group, Err: full.Err}
-	}
-	return err
+	return fromTransport(b.tr.Publish(ctx, e, po))
 }
 
 // Emit implements EventBus.
@@ -181,7 +172,9 @@ func (b *bus) Emit(ctx context.Context, topic string, data any, opts ...EmitOpti
 		e.Headers = maps.Clone(eo.headers)
 	}
 	if eo.async != nil {
-		ctx = context.WithValue(ctx, publishKey{}, &publishRequest{b, transport.PublishOptions{Done: eo.async}})
+		done := eo.async
+		ctx = context.WithValue(ctx, publishKey{}, &publishRequest{b, transport.PublishOptions{
+			Done: func(err error) { done(fromTransport(err)) }}})
 	}
 	return b.emit(ctx, e)
 }
@@ -259,14 +252,11 @@ func (b *bus) On(topic string, handler EventHandler, opts ...SubscribeOption) (S
 		return nil, err
 	}
 	s.ts = &transport.Sub{ID: id, Topic: topic, Group: s.group, Private: s.private,
-		Concurrency: so.concurrency, Deliver: s.deliver}
+		Concurrency: so.concurrency, DeadLetterUndecodable: b.deadLetterUndecodable, Deliver: s.deliver}
 
 	if err := b.tr.Subscribe(s.ts); err != nil {
 		s.release()
-		if errors.Is(err, transport.ErrClosed) {
-			return nil, ErrClosed
-		}
-		return nil, err
+		return nil, fromTransport(err)
 	}
 	b.mu.Lock()
 	if b.closed.Load() {
@@ -304,7 +294,7 @@ func (b *bus) Off(sub Subscription) error {
 	if !known {
 		return ErrUnknownSubscription
 	}
-	err := b.tr.Unsubscribe(s.ts)
+	err := fromTransport(b.tr.Unsubscribe(s.ts))
 	s.release()
 	if s.private && s.tel != nil {
 		s.tel.Forget() // a private group's series end with it
@@ -334,7 +324,7 @@ func (b *bus) shutdown() error {
 		errs = append(errs, &ShutdownError{Unhandled: unhandled})
 	}
 	if err := b.tr.Close(ctx); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, fromTransport(err))
 	}
 	b.mu.Lock()
 	subs := b.subs

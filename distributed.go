@@ -404,6 +404,7 @@ func newDistributed(cfg Config, o options) (EventBus, error) {
 	if err != nil {
 		return nil, err
 	}
+	b.deadLetterUndecodable = kc.NonJSON == NonJSONDeadLetter
 	return b, nil
 }
 
@@ -438,9 +439,6 @@ func newKafkaTransport(h transport.Host, kc KafkaConfig) (transport.Transport, e
 		ClientOptions:        kc.ClientOptions,
 		ProducerOptions:      kc.ProducerOptions,
 		ConsumerOptions:      kc.ConsumerOptions,
-		EncodeError: func(dataType string, err error) error {
-			return &EncodeError{Type: dataType, Err: err}
-		},
 	}
 	if kc.SASL != nil {
 		cfg.SASL = saslMechanism(*kc.SASL)

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"libx.net/eventstream/internal/kafka"
+	"libx.net/eventstream/internal/memory"
+	"libx.net/eventstream/internal/transport"
 )
 
 // Sentinel errors. Every error the bus returns wraps one of these, so callers
@@ -138,3 +140,28 @@ func (e *QueueFullError) Error() string {
 }
 
 func (e *QueueFullError) Unwrap() []error { return []error{ErrQueueFull, e.Err} }
+
+// fromTransport converts an error of the transport into the bus's: the one
+// place where the errors of internal packages enter the root, so that a
+// caller's errors.Is and errors.As see one family. Errors that already are
+// the root's (KafkaError and DecodeError by alias, MQError made by the
+// adapter's driver in this package) pass unchanged.
+func fromTransport(err error) error {
+	var (
+		full *memory.FullError
+		enc  *kafka.EncodeError
+	)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, transport.ErrClosed):
+		return ErrClosed
+	case errors.Is(err, transport.ErrGoexit):
+		return &GoexitError{}
+	case errors.As(err, &full):
+		return &QueueFullError{Topic: full.Topic, Group: full.Group, Err: full.Err}
+	case errors.As(err, &enc):
+		return &EncodeError{Type: enc.Type, Err: enc.Err}
+	}
+	return err
+}

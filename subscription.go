@@ -75,16 +75,14 @@ var errShutdown = errors.New("eventstream: event cut off by shutdown")
 func (s *subscription) deliver(ctx context.Context, e *Event, failure error) error {
 	b := s.bus
 	if failure != nil {
-		var de *DecodeError
+		failure = fromTransport(failure)
 		switch {
-		case errors.Is(failure, transport.ErrGoexit):
-			return b.deadLetter(ctx, s, e, &middleware.RetryError{Attempts: 1, Err: &GoexitError{}})
-		case errors.As(failure, &de):
+		case errors.As(failure, new(*GoexitError)):
+			return b.deadLetter(ctx, s, e, &middleware.RetryError{Attempts: 1, Err: failure})
+		case s.ts.DeadLetterUndecodable && !b.isDeadLetter(e):
 			// A dead letter is always delivered: its subscriber is there
 			// to see what failed, JSON or not.
-			if b.cfg.Kafka != nil && b.cfg.Kafka.NonJSON == NonJSONDeadLetter && !b.isDeadLetter(e) {
-				return b.deadLetter(ctx, s, e, failure)
-			}
+			return b.deadLetter(ctx, s, e, failure)
 		}
 	}
 	err := s.handle(ctx, e)

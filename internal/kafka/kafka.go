@@ -74,10 +74,6 @@ type Config struct {
 	ClientOptions   []kgo.Opt
 	ProducerOptions []kgo.Opt
 	ConsumerOptions []kgo.Opt
-
-	// EncodeError, when set, builds the error Publish returns for data
-	// that cannot be encoded as JSON (the caller's own error type).
-	EncodeError func(dataType string, err error) error
 }
 
 // ErrKafka is wrapped by every *Error.
@@ -296,10 +292,6 @@ func (t *Transport) Publish(ctx context.Context, e *event.Event, po transport.Pu
 	o := t.records.Get().(*outRecord)
 	if err := t.codec.encode(o, e); err != nil {
 		t.records.Put(o)
-		var ee *encodeError
-		if errors.As(err, &ee) && t.cfg.EncodeError != nil {
-			return t.cfg.EncodeError(ee.typ, ee.err)
-		}
 		return err
 	}
 	if err := t.room.take(ctx); err != nil {

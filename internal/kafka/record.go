@@ -84,17 +84,17 @@ func (e *DecodeError) Error() string {
 
 func (e *DecodeError) Unwrap() error { return e.Err }
 
-// encodeError is what encode returns for data that JSON cannot encode.
-type encodeError struct {
-	typ string
-	err error
+// EncodeError is what Publish returns for data that JSON cannot encode.
+type EncodeError struct {
+	Type string // the data's Go type
+	Err  error  // encoding/json's error
 }
 
-func (e *encodeError) Error() string {
-	return "data of type " + e.typ + " cannot be encoded as JSON: " + e.err.Error()
+func (e *EncodeError) Error() string {
+	return "data of type " + e.Type + " cannot be encoded as JSON: " + e.Err.Error()
 }
 
-func (e *encodeError) Unwrap() error { return e.err }
+func (e *EncodeError) Unwrap() error { return e.Err }
 
 // codec turns events into records and records into events.
 type codec struct {
@@ -217,7 +217,7 @@ func (c *codec) encode(o *outRecord, e *event.Event) error {
 	if e.Raw == nil {
 		if err := o.enc.Encode(e.Data); err != nil {
 			o.buf = o.buf[:0]
-			return &encodeError{typ: typeName(e.Data), err: err}
+			return &EncodeError{Type: typeName(e.Data), Err: err}
 		}
 		value = span{0, len(o.buf) - 1} // without Encode's newline
 	}

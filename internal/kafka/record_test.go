@@ -59,11 +59,11 @@ func TestRecordRoundTrip(t *testing.T) {
 	}
 }
 
-// Data JSON cannot encode is an encodeError naming the type.
+// Data JSON cannot encode is an EncodeError naming the type.
 func TestEncodeUnencodable(t *testing.T) {
 	_, err := encode(event.New("t", map[string]any{"f": func() {}}), "/s")
-	var ee *encodeError
-	if !errors.As(err, &ee) || ee.typ != "map[string]interface {}" {
+	var ee *EncodeError
+	if !errors.As(err, &ee) || ee.Type != "map[string]interface {}" {
 		t.Fatalf("encode: %v", err)
 	}
 }

@@ -43,10 +43,16 @@ type Sub struct {
 	// Private: the group was generated for this subscription alone.
 	Private     bool
 	Concurrency int
+	// DeadLetterUndecodable: an event whose value the transport could not
+	// decode (a value that is not JSON) goes to the dead-letter topic
+	// without reaching the handler, unless it is a dead letter itself.
+	// False: the handler gets it (Data nil, the bytes in Raw).
+	DeadLetterUndecodable bool
 	// Deliver runs the consume chain for e (and, when it gives up, the dead
 	// letter). failure, when not nil, says why the transport could not hand
-	// e to the handler (a value that is not JSON, a handler that ended its
-	// goroutine): the bus then decides between delivering and dead-lettering.
+	// e to the handler (a value it could not decode, a handler that ended
+	// its goroutine): the bus then decides between delivering and
+	// dead-lettering.
 	// Deliver returns nil once e is done and may be acknowledged; an error
 	// means it is not (the bus is shutting down, a dead letter could not be
 	// written) and the transport must not acknowledge it.
