@@ -259,7 +259,7 @@ func (b *bus) On(topic string, handler EventHandler, opts ...SubscribeOption) (S
 		return nil, err
 	}
 	s.ts = &transport.Sub{ID: id, Topic: topic, Group: s.group, Private: s.private,
-		Concurrency: so.concurrency, Deliver: s.deliver}
+		Concurrency: so.concurrency, Deliver: s.deliver, Left: s.ended}
 
 	if err := b.tr.Subscribe(s.ts); err != nil {
 		s.release()
@@ -304,10 +304,12 @@ func (b *bus) Off(sub Subscription) error {
 	if !known {
 		return ErrUnknownSubscription
 	}
+	// The transport calls s.ended once the last handler returned, which is
+	// after Off returns when Off is called from one of s's own handlers.
 	err := b.tr.Unsubscribe(s.ts)
-	s.release()
-	if s.private && s.tel != nil {
-		s.tel.Forget() // a private group's series end with it
+	var ue *transport.UnhandledError
+	if errors.As(err, &ue) {
+		return &ShutdownError{Unhandled: ue.Unhandled}
 	}
 	return err
 }
