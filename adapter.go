@@ -99,6 +99,9 @@ func (t *adapterTransport) Subscribe(s *transport.Sub) error {
 }
 
 func (t *adapterTransport) Unsubscribe(s *transport.Sub) error {
+	if s.Left != nil {
+		defer s.Left() // Stop returned: the adapter delivers no more
+	}
 	t.mu.Lock()
 	ms := t.subs[s]
 	delete(t.subs, s)

@@ -252,7 +252,8 @@ func (b *bus) On(topic string, handler EventHandler, opts ...SubscribeOption) (S
 		return nil, err
 	}
 	s.ts = &transport.Sub{ID: id, Topic: topic, Group: s.group, Private: s.private,
-		Concurrency: so.concurrency, DeadLetterUndecodable: b.deadLetterUndecodable, Deliver: s.deliver}
+		Concurrency: so.concurrency, DeadLetterUndecodable: b.deadLetterUndecodable,
+		Deliver: s.deliver, Left: s.ended}
 
 	if err := b.tr.Subscribe(s.ts); err != nil {
 		s.release()
@@ -294,12 +295,9 @@ func (b *bus) Off(sub Subscription) error {
 	if !known {
 		return ErrUnknownSubscription
 	}
-	err := fromTransport(b.tr.Unsubscribe(s.ts))
-	s.release()
-	if s.private && s.tel != nil {
-		s.tel.Forget() // a private group's series end with it
-	}
-	return err
+	// The transport calls s.ended once the last handler returned, which is
+	// after Off returns when Off is called from one of s's own handlers.
+	return fromTransport(b.tr.Unsubscribe(s.ts))
 }
 
 // Close implements EventBus.

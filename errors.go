@@ -148,8 +148,9 @@ func (e *QueueFullError) Unwrap() []error { return []error{ErrQueueFull, e.Err} 
 // adapter's driver in this package) pass unchanged.
 func fromTransport(err error) error {
 	var (
-		full *memory.FullError
-		enc  *kafka.EncodeError
+		full      *memory.FullError
+		enc       *kafka.EncodeError
+		unhandled *transport.UnhandledError
 	)
 	switch {
 	case err == nil:
@@ -162,6 +163,8 @@ func fromTransport(err error) error {
 		return &QueueFullError{Topic: full.Topic, Group: full.Group, Err: full.Err}
 	case errors.As(err, &enc):
 		return &EncodeError{Type: enc.Type, Err: enc.Err}
+	case errors.As(err, &unhandled):
+		return &ShutdownError{Unhandled: unhandled.Unhandled}
 	}
 	return err
 }

@@ -95,6 +95,16 @@ func (s *subscription) deliver(ctx context.Context, e *Event, failure error) err
 	return b.deadLetter(ctx, s, e, err)
 }
 
+// ended is transport.Sub.Left: the subscription's last handler returned
+// after Off. Its gauges go, and a private group's series fold into the
+// ended ones (not before: the last delivery would bring them back).
+func (s *subscription) ended() {
+	s.release()
+	if s.private && s.tel != nil {
+		s.tel.Forget()
+	}
+}
+
 func (s *subscription) addRelease(f func()) {
 	s.releaseMu.Lock()
 	defer s.releaseMu.Unlock()

@@ -605,18 +605,27 @@ func (c *consumer) abandonQueued() {
 	}
 }
 
-// waitOthers waits until at most one lane runs a handler: the one that
-// called Off. (Were it another subscription's handler, one of this
-// subscription's handlers may still be finishing.)
-func (c *consumer) waitOthers() {
+// callerLane returns the lane whose handler is the calling goroutine: Off
+// called from one of the member's own handlers must not wait for it.
+func (c *consumer) callerLane() *lanes.Lane[item] {
+	for _, l := range c.lanes {
+		if l.CalledFromHandler() {
+			return l
+		}
+	}
+	return nil
+}
+
+// waitOthers waits until no lane but own (the caller's) runs a handler.
+func (c *consumer) waitOthers(own *lanes.Lane[item]) {
 	lanes.PollUntil(c.t.ctx, time.Millisecond, func() int {
 		n := 0
 		for _, l := range c.lanes {
-			if l.Handling() {
+			if l != own && l.Handling() {
 				n++
 			}
 		}
-		return max(n-1, 0)
+		return n
 	})
 }
 

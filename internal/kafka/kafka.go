@@ -613,12 +613,12 @@ func (t *Transport) Subscribe(s *transport.Sub) error {
 // the records it fetched are handled within the host's ShutdownTimeout
 // (those that have not started by then stay uncommitted, for the group's
 // other members); it waits for the handlers in flight, however long they
-// take, commits and leaves its group. Called from a handler, it returns
-// once the other handlers in flight are done, and the member leaves the
-// group once the calling handler returned too, so that its event is
-// committed.
+// take, commits and leaves its group. Called from a handler of the bus,
+// it leaves the records that have not started at once and returns when the
+// member's handlers in flight are done (all but the caller, when it is one
+// of them); the member leaves the group once the calling handler returned
+// too, so that its event is committed.
 func (t *Transport) Unsubscribe(s *transport.Sub) error {
-	inHandler := lanes.InHandler()
 	t.mu.Lock()
 	c := t.consumers[s]
 	delete(t.consumers, s)
@@ -627,16 +627,25 @@ func (t *Transport) Unsubscribe(s *transport.Sub) error {
 	}
 	t.mu.Unlock()
 	if c == nil {
+		if s.Left != nil {
+			s.Left() // Close took it, or it never subscribed
+		}
 		return nil
 	}
-	if inHandler {
+	if lanes.InHandler() {
+		// The caller may hold the worker the queue waits for: what has
+		// not started stays uncommitted, for the group's next owner of
+		// its partitions.
 		c.stopFetching()
 		c.abandonQueued()
-		c.waitOthers()
+		c.waitOthers(c.callerLane())
 		go func() {
 			defer t.bg.Done()
 			c.waitHandlers(-1)
 			c.leave()
+			if s.Left != nil {
+				s.Left()
+			}
 		}()
 		return nil
 	}
@@ -646,6 +655,9 @@ func (t *Transport) Unsubscribe(s *transport.Sub) error {
 	c.abandonQueued()
 	c.waitHandlers(-1)
 	c.leave()
+	if s.Left != nil {
+		s.Left()
+	}
 	return nil
 }
 

@@ -28,8 +28,8 @@ type Lane[T any] struct {
 
 	depth    atomic.Int64 // queued plus in hand: the bound and the gauge
 	waiters  atomic.Int32
-	abandon  atomic.Bool // the worker leaves the rest of the queue alone
-	handling atomic.Bool // a handler is running
+	abandon  atomic.Bool    // the worker leaves the rest of the queue alone
+	handlerG atomic.Uintptr // the goroutine running a handler (curg); 0 when none
 
 	pos atomic.Int64 // next item of batch to claim
 
@@ -54,7 +54,12 @@ func New[T any](s *Scheduler, capacity int, handle, abort func(T)) *Lane[T] {
 func (l *Lane[T]) Depth() int64 { return l.depth.Load() }
 
 // Handling reports whether a handler of the lane is running.
-func (l *Lane[T]) Handling() bool { return l.handling.Load() }
+func (l *Lane[T]) Handling() bool { return l.handlerG.Load() != 0 }
+
+// CalledFromHandler reports whether the calling goroutine is the one
+// running the lane's handler: a subscription that leaves from one of its
+// own handlers must not wait for that handler.
+func (l *Lane[T]) CalledFromHandler() bool { return l.handlerG.Load() == curg() }
 
 // Head returns the oldest item accepted and not yet handled: the one in
 // hand, else the next to start; false when the lane is empty. It takes the
@@ -66,7 +71,7 @@ func (l *Lane[T]) Head() (item T, ok bool) {
 	defer l.mu.Unlock()
 	if n := int64(len(l.batch)); n > 0 {
 		p := l.pos.Load() // claimed so far; beyond n once the rest was taken back
-		if p >= 1 && p <= n && l.handling.Load() {
+		if p >= 1 && p <= n && l.handlerG.Load() != 0 {
 			return l.batch[p-1], true
 		}
 		if p >= 0 && p < n {
@@ -132,6 +137,33 @@ func (l *Lane[T]) Push(item T) bool {
 	return true
 }
 
+// PushFront puts items, in order, before every item of the lane that has
+// not started, whatever the room: events handed over by a member that left
+// go before newer events of their keys. False when the lane is stopped.
+func (l *Lane[T]) PushFront(items []T) bool {
+	if len(items) == 0 {
+		return true
+	}
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		return false
+	}
+	l.depth.Add(int64(len(items)))
+	// The unclaimed rest of the worker's batch comes back to the queue,
+	// behind items, and the worker stops claiming from the batch.
+	rest := l.unclaimedLocked()
+	q := make([]T, 0, len(items)+len(rest)+len(l.q))
+	l.q = append(append(append(q, items...), rest...), l.q...)
+	start := !l.busy
+	l.busy = true
+	l.mu.Unlock()
+	if start {
+		l.sched.schedule(l)
+	}
+	return true
+}
+
 // run implements runner. The worker takes the queue as a batch (one lock
 // per batch, not per item) and claims its items one by one through pos, so
 // that Abandon can take back the unclaimed rest of the batch at any moment.
@@ -146,7 +178,7 @@ func (l *Lane[T]) run(budget int) (more bool) {
 		// The handler ended the goroutine: the item in hand counts as
 		// done (its owner is told), the rest of the batch goes back to the
 		// queue and the scheduler hands the lane to a fresh worker.
-		l.handling.Store(false)
+		l.handlerG.Store(0)
 		l.mu.Lock()
 		rest := l.unclaimedLocked()
 		l.batch = nil
@@ -161,6 +193,7 @@ func (l *Lane[T]) run(budget int) (more bool) {
 		}
 	}()
 	var zero T
+	g := curg()
 	for handled < budget {
 		l.mu.Lock()
 		if len(l.q) == 0 || l.abandon.Load() {
@@ -184,9 +217,9 @@ func (l *Lane[T]) run(budget int) (more bool) {
 				break
 			}
 			item, inHand = batch[i], true
-			l.handling.Store(true)
+			l.handlerG.Store(g)
 			l.handle(item)
-			l.handling.Store(false)
+			l.handlerG.Store(0)
 			// batch[i] is left as it is: Head reads the batch under the
 			// lock, and the whole batch is cleared under it.
 			item, inHand = zero, false

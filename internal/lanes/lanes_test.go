@@ -3,6 +3,7 @@ package lanes
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -225,4 +226,66 @@ func TestFairWithinBatch(t *testing.T) {
 		t.Fatalf("the other lane ran after %d items of the busy one, want at most about %d", at.Load(), fairShare)
 	}
 	eventually(t, "the busy lane to finish", func() bool { return busy.Depth() == 0 })
+}
+
+// CalledFromHandler answers yes only on the goroutine running that lane's
+// handler: not outside, not in another lane's handler.
+func TestCalledFromHandler(t *testing.T) {
+	s := newSched(t, 2)
+	var a, b *Lane[int]
+	type answer struct{ own, other bool }
+	got := make(chan answer, 1)
+	bRunning, release := make(chan struct{}), make(chan struct{})
+	a = New(s, 1, func(int) {
+		<-bRunning
+		got <- answer{a.CalledFromHandler(), b.CalledFromHandler()}
+	}, nil)
+	b = New(s, 1, func(int) { close(bRunning); <-release }, nil)
+	if a.CalledFromHandler() {
+		t.Fatal("CalledFromHandler true outside a handler")
+	}
+	b.Push(1)
+	a.Push(1)
+	ans := <-got
+	close(release)
+	if !ans.own || ans.other {
+		t.Fatalf("in a's handler: a.CalledFromHandler=%v (want true), b.CalledFromHandler=%v (want false)", ans.own, ans.other)
+	}
+}
+
+// PushFront puts its items before every item that has not started, the
+// rest of the worker's batch included.
+func TestPushFront(t *testing.T) {
+	s := newSched(t, 1)
+	var mu sync.Mutex
+	var order []int
+	first, release := make(chan struct{}), make(chan struct{})
+	l := New(s, 100, func(v int) {
+		if v == 0 {
+			close(first)
+			<-release
+		}
+		mu.Lock()
+		order = append(order, v)
+		mu.Unlock()
+	}, nil)
+	for i := range 4 {
+		l.Push(i * 10) // 0 in hand; 10, 20, 30 in its batch
+	}
+	<-first
+	l.Push(40)
+	if !l.PushFront([]int{1, 2}) {
+		t.Fatal("PushFront refused")
+	}
+	close(release)
+	eventually(t, "every item", func() bool { return l.Depth() == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(order) != "[0 1 2 10 20 30 40]" {
+		t.Fatalf("order %v", order)
+	}
+	l.Stop()
+	if l.PushFront([]int{5}) {
+		t.Fatal("PushFront accepted on a stopped lane")
+	}
 }

@@ -3,15 +3,18 @@
 //
 // A subscription has one lane per unit of concurrency. An event goes to one
 // lane of each group (by key hash, else round robin), so a group's members
-// share its events and a key always meets the same lane, which keeps its
-// order. Lanes are bounded: Emit waits for room in every target lane before
-// it enqueues in any, so an Emit that gives up has reached no group.
+// share its events. A key picks a member (weighted by its lanes), then a lane
+// of that member by the key alone, so within a member a key always meets the
+// same lane, which keeps its order, whoever joins or leaves the group. Lanes
+// are bounded: Emit waits for room in every target lane before it enqueues
+// in any, so an Emit that gives up has reached no group.
 package memory
 
 import (
 	"context"
 	"hash/maphash"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,8 +38,11 @@ type Transport struct {
 
 	mu      sync.Mutex // serializes On, Off and Close
 	members map[*transport.Sub]*member
+	leaving map[*member]struct{} // left the routes, still holding events
+	bg      sync.WaitGroup       // leaving members that finish in the background
 
 	closing    atomic.Bool // Drain ended or gave up: Publish refuses
+	closed     atomic.Bool // Close ran: leaving members stop waiting for stuck handlers
 	publishing atomic.Int64
 }
 
@@ -44,11 +50,13 @@ type topicRoutes struct {
 	groups atomic.Pointer[[]*groupRoute]
 }
 
-// groupRoute is a consumer group of one topic: the lanes of its members.
+// groupRoute is a consumer group of one topic: its members and all their
+// lanes.
 type groupRoute struct {
-	name  string
-	lanes []*lane
-	rr    *atomic.Uint64 // shared across copies so round robin keeps going
+	name    string
+	members []*member
+	lanes   []*lane
+	rr      *atomic.Uint64 // shared across copies so round robin keeps going
 }
 
 type lane = lanes.Lane[*event.Event]
@@ -72,7 +80,7 @@ func (e *FullError) Unwrap() error { return e.Err }
 
 // New returns the transport.
 func New(h transport.Host) *Transport {
-	return &Transport{h: h, members: map[*transport.Sub]*member{}}
+	return &Transport{h: h, members: map[*transport.Sub]*member{}, leaving: map[*member]struct{}{}}
 }
 
 // System implements transport.Transport.
@@ -80,15 +88,30 @@ func (t *Transport) System() string { return System }
 
 var seed = maphash.MakeSeed()
 
+// pick returns the lane of g for an event of key. A key's low hash bits pick
+// the member, its high bits the lane within the member: a change of
+// membership may move a key to another member, never to another lane of the
+// same member, where it could run beside its own earlier events.
 func (g *groupRoute) pick(key string) *lane {
 	n := uint64(len(g.lanes))
 	if n == 1 {
 		return g.lanes[0]
 	}
-	if key != "" {
-		return g.lanes[maphash.String(seed, key)%n]
+	if key == "" {
+		return g.lanes[g.rr.Add(1)%n]
 	}
-	return g.lanes[g.rr.Add(1)%n]
+	h := maphash.String(seed, key)
+	m := g.members[0]
+	if len(g.members) > 1 {
+		i := (h & math.MaxUint32) % n
+		for _, m = range g.members {
+			if i < uint64(len(m.lanes)) {
+				break
+			}
+			i -= uint64(len(m.lanes))
+		}
+	}
+	return m.lanes[(h>>32)%uint64(len(m.lanes))]
 }
 
 func (t *Transport) groups(topic string) []*groupRoute {
@@ -193,13 +216,15 @@ func (t *Transport) Subscribe(s *transport.Sub) error {
 	found := false
 	for _, g := range old {
 		if g.name == s.Group {
-			g = &groupRoute{name: g.name, rr: g.rr, lanes: append(g.lanes[:len(g.lanes):len(g.lanes)], m.lanes...)}
+			g = &groupRoute{name: g.name, rr: g.rr,
+				members: append(g.members[:len(g.members):len(g.members)], m),
+				lanes:   append(g.lanes[:len(g.lanes):len(g.lanes)], m.lanes...)}
 			found = true
 		}
 		groups = append(groups, g)
 	}
 	if !found {
-		groups = append(groups, &groupRoute{name: s.Group, rr: new(atomic.Uint64), lanes: m.lanes})
+		groups = append(groups, &groupRoute{name: s.Group, rr: new(atomic.Uint64), members: []*member{m}, lanes: m.lanes})
 	}
 	tr.groups.Store(&groups)
 	return nil
@@ -224,16 +249,17 @@ func (t *Transport) removeLocked(m *member) {
 	groups := make([]*groupRoute, 0, len(old))
 	for _, g := range old {
 		if g.name == s.Group {
-			kept := make([]*lane, 0, len(g.lanes))
-			for _, l := range g.lanes {
-				if !contains(m.lanes, l) {
-					kept = append(kept, l)
+			ng := &groupRoute{name: g.name, rr: g.rr}
+			for _, x := range g.members {
+				if x != m {
+					ng.members = append(ng.members, x)
+					ng.lanes = append(ng.lanes, x.lanes...)
 				}
 			}
-			if len(kept) == 0 {
+			if len(ng.members) == 0 {
 				continue
 			}
-			g = &groupRoute{name: g.name, rr: g.rr, lanes: kept}
+			g = ng
 		}
 		groups = append(groups, g)
 	}
@@ -243,87 +269,155 @@ func (t *Transport) removeLocked(m *member) {
 	tr.groups.Store(&groups)
 }
 
-func contains(ls []*lane, l *lane) bool {
-	for _, x := range ls {
-		if x == l {
-			return true
-		}
-	}
-	return false
-}
-
 // Unsubscribe implements transport.Transport: new events stop coming at
 // once; those accepted for the subscription are handled within the
-// shutdown timeout (what is left then moves to the group's other members),
-// and it returns once the in-flight handlers have finished — all but the
-// caller's own when it is called from one of the subscription's handlers.
+// shutdown timeout, and what is left then moves to the group's other
+// members, before newer events of its keys.
+//
+// Called from outside the bus's handlers, it returns once the subscription
+// is done: its queue handled or handed over and its handlers returned.
+// Called from a handler of the bus, it cannot wait for the queue (every
+// worker may be held by handlers like the caller): it waits for the
+// subscription's handlers in flight, all but the caller when it is one of
+// them, and the subscription finishes its queue in the background, with no
+// deadline when no other member could take it over. Close drains a leaving
+// subscription as any other and counts what it cuts off.
 func (t *Transport) Unsubscribe(s *transport.Sub) error {
 	t.mu.Lock()
 	m := t.members[s]
 	if m != nil {
 		t.removeLocked(m)
+		t.leaving[m] = struct{}{}
+		t.bg.Add(1)
 	}
 	t.mu.Unlock()
 	if m == nil {
+		if s.Left != nil {
+			s.Left() // Close took it, or it never subscribed
+		}
 		return nil
 	}
 	for _, l := range m.lanes {
 		l.Stop()
 	}
-	allowance := 0
-	if lanes.InHandler() {
-		allowance = 1
+	if !lanes.InHandler() {
+		defer t.bg.Done()
+		return t.leave(m, false)
 	}
-	deadline := time.Now().Add(t.h.ShutdownTimeout)
-	// Queued events are handled until the deadline.
-	for busyLanes(m.lanes, false) > allowance && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	var orphans []*event.Event
+	var own *lane
 	for _, l := range m.lanes {
-		orphans = append(orphans, l.Abandon()...)
+		if l.CalledFromHandler() {
+			own = l
+		}
 	}
-	// In-flight handlers finish whatever the deadline.
-	for busyLanes(m.lanes, true) > allowance {
+	go func() {
+		defer t.bg.Done()
+		_ = t.leave(m, true)
+	}()
+	// The handlers in flight are running on workers of their own, so they
+	// finish; the caller's is the one this goroutine runs.
+	lanes.PollUntil(t.h.BaseCtx, time.Millisecond, func() int {
+		n := 0
+		for _, l := range m.lanes {
+			if l != own && l.Handling() {
+				n++
+			}
+		}
+		return n
+	})
+	return nil
+}
+
+// leave finishes a member that left the routes: it lets its lanes run
+// what they hold until the shutdown timeout, hands the rest to the group's
+// other members (or, when none is left: in the background, keeps running
+// it; called by Off from outside, discards it and says so), waits for the
+// events in hand and tells the bus the subscription has ended.
+func (t *Transport) leave(m *member, background bool) error {
+	s := m.sub
+	defer func() {
+		t.mu.Lock()
+		delete(t.leaving, m)
+		t.mu.Unlock()
+		if s.Left != nil {
+			s.Left()
+		}
+	}()
+	deadline := time.Now().Add(t.h.ShutdownTimeout)
+	lost := 0
+	for {
+		if depth(m.lanes) == 0 || t.closing.Load() {
+			break
+		}
+		if time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		t.mu.Lock()
+		g := t.group(s.Topic, s.Group)
+		if t.closing.Load() || g == nil && background {
+			// Closing: Drain counts what is left. No other member: the
+			// subscription keeps running its queue, as nobody else can.
+			t.mu.Unlock()
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		// Under mu, so that Drain sees each event either here or at its
+		// new member, never in between.
+		lost = t.handOverLocked(m, g)
+		t.mu.Unlock()
+		break
+	}
+	// The events in hand finish whatever the deadline (a parked retry
+	// included: it is in hand until its last attempt).
+	for depth(m.lanes) > 0 && !t.closed.Load() {
 		time.Sleep(time.Millisecond)
 	}
-	if len(orphans) == 0 {
-		return nil
-	}
-	for i, e := range orphans {
-		if !t.pushToGroup(s, e) {
-			t.h.Logger.Warn("eventstream: the last member of a group left before its queue drained; events discarded",
-				slog.String("topic", s.Topic), slog.String("group", s.Group), slog.Int("events", len(orphans)-i))
-			return nil
-		}
+	if lost > 0 {
+		t.h.Logger.Warn("eventstream: the last member of a group left before its queue drained; events discarded",
+			slog.String("topic", s.Topic), slog.String("group", s.Group), slog.Int("events", lost))
+		return &transport.UnhandledError{Unhandled: lost}
 	}
 	return nil
 }
 
-// busyLanes counts lanes with events left (handling: only those running a
-// handler).
-func busyLanes(ls []*lane, handling bool) int {
-	n := 0
-	for _, l := range ls {
-		if handling && l.Handling() || !handling && l.Depth() > 0 {
-			n++
+// handOverLocked moves the events of m's lanes that have not started to the
+// lanes of g that their keys pick, before newer events there, and returns
+// how many had nowhere to go (g is nil: m was the group's last member).
+func (t *Transport) handOverLocked(m *member, g *groupRoute) int {
+	var byLane map[*lane][]*event.Event
+	lost := 0
+	for _, l := range m.lanes {
+		orphans := l.Abandon()
+		if g == nil {
+			lost += len(orphans)
+			continue
+		}
+		if byLane == nil {
+			byLane = map[*lane][]*event.Event{}
+		}
+		// A key's events all come from one lane of m, in order, so
+		// appending lane after lane keeps every key's order.
+		for _, e := range orphans {
+			to := g.pick(e.Key)
+			byLane[to] = append(byLane[to], e)
 		}
 	}
-	return n
+	for to, es := range byLane {
+		if !to.PushFront(es) {
+			lost += len(es) // stopped under mu: only Drain stops a member's lanes
+		}
+	}
+	return lost
 }
 
-// pushToGroup hands an already accepted event to another member of s's
-// group; false when none is left.
-func (t *Transport) pushToGroup(s *transport.Sub, e *event.Event) bool {
-	for {
-		g := t.group(s.Topic, s.Group)
-		if g == nil {
-			return false
-		}
-		if g.pick(e.Key).Push(e) {
-			return true
-		}
+// depth counts the events queued or in hand in ls.
+func depth(ls []*lane) int64 {
+	var n int64
+	for _, l := range ls {
+		n += l.Depth()
 	}
+	return n
 }
 
 // group returns the route of group name on topic; nil when it has no member.
@@ -352,21 +446,17 @@ func (t *Transport) QueueDepth(s *transport.Sub) int64 {
 }
 
 // Drain implements transport.Transport: it waits until every lane is
-// empty and every Publish under way has returned (the bus refuses new Emits
-// already; dead letters and Emits from handlers are still accepted, they
-// are part of the work being drained). At ctx's end it stops every lane, so
-// a Publish still waiting for room fails with ErrClosed, and reports the
-// events queued or in hand.
+// empty, those of members still leaving included, and every Publish under
+// way has returned (the bus refuses new Emits already; dead letters and
+// Emits from handlers are still accepted, they are part of the work being
+// drained). At ctx's end it stops every lane, so a Publish still waiting
+// for room fails with ErrClosed, and reports the events queued or in hand.
 func (t *Transport) Drain(ctx context.Context) int {
 	pending := func() int {
 		t.mu.Lock()
 		defer t.mu.Unlock()
 		n := int(t.publishing.Load())
-		for _, m := range t.members {
-			for _, l := range m.lanes {
-				n += int(l.Depth())
-			}
-		}
+		t.eachLaneLocked(func(l *lane) { n += int(l.Depth()) })
 		return n
 	}
 	if lanes.PollUntil(ctx, time.Millisecond, pending) == 0 {
@@ -376,30 +466,54 @@ func (t *Transport) Drain(ctx context.Context) int {
 	t.closing.Store(true)
 	t.mu.Lock()
 	unhandled := 0
-	for _, m := range t.members {
-		for _, l := range m.lanes {
-			l.Stop()
-			unhandled += int(l.Depth())
-			l.Abandon()
-		}
-	}
+	t.eachLaneLocked(func(l *lane) {
+		l.Stop()
+		unhandled += int(l.Depth())
+		l.Abandon()
+	})
 	t.mu.Unlock()
 	return unhandled
 }
 
-// Close implements transport.Transport: it drops the routes. The bus
-// releases the scheduler's pool afterwards.
-func (t *Transport) Close(context.Context) error {
-	t.closing.Store(true)
-	t.mu.Lock()
-	defer t.mu.Unlock()
+// eachLaneLocked calls f with every lane of the members and of those still
+// leaving.
+func (t *Transport) eachLaneLocked(f func(*lane)) {
 	for _, m := range t.members {
 		for _, l := range m.lanes {
-			l.Stop()
-			l.Abandon()
+			f(l)
 		}
+	}
+	for m := range t.leaving {
+		for _, l := range m.lanes {
+			f(l)
+		}
+	}
+}
+
+// Close implements transport.Transport: it drops the routes and waits, up
+// to ctx's end, for leaving members to finish. The bus releases the
+// scheduler's pool afterwards.
+func (t *Transport) Close(ctx context.Context) error {
+	t.closing.Store(true)
+	t.mu.Lock()
+	t.eachLaneLocked(func(l *lane) {
+		l.Stop()
+		l.Abandon()
+	})
+	for _, m := range t.members {
 		t.removeLocked(m)
 	}
+	t.mu.Unlock()
+	done := make(chan struct{})
+	go func() { t.bg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	// A handler that ignores its cancelled context no longer holds a
+	// leaving member's goroutine.
+	t.closed.Store(true)
+	<-done
 	return nil
 }
 

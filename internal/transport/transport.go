@@ -10,6 +10,7 @@ package transport
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
@@ -57,6 +58,10 @@ type Sub struct {
 	// means it is not (the bus is shutting down, a dead letter could not be
 	// written) and the transport must not acknowledge it.
 	Deliver func(ctx context.Context, e *event.Event, failure error) error
+	// Left, when not nil, is called once after Unsubscribe(s), when s's
+	// last handler has returned and nothing more will be delivered to it:
+	// an Unsubscribe called from a handler returns before that.
+	Left func()
 }
 
 // PublishOptions say how one event is published.
@@ -81,8 +86,10 @@ type Transport interface {
 	Subscribe(s *Sub) error
 	// Unsubscribe stops delivery to s: new events stop at once, those
 	// accepted for it are handled (within the host's ShutdownTimeout; the
-	// rest go to the group's other members), and it returns once the
-	// in-flight handlers are done — all but one when called from a handler.
+	// rest go to the group's other members), and it returns once s's
+	// handlers are done. Called from a handler (which may hold the worker
+	// s's queue waits for), it waits only for s's handlers in flight, the
+	// caller excepted, and s finishes in the background; s.Left says when.
 	Unsubscribe(s *Sub) error
 	// Drain waits until every accepted event is handled or ctx is done, and
 	// reports how many accepted events were not handled. The bus refuses
@@ -143,4 +150,13 @@ type errGoexit struct{}
 
 func (errGoexit) Error() string {
 	return "handler ended its goroutine (runtime.Goexit) instead of returning"
+}
+
+// UnhandledError is Unsubscribe's report of accepted events it could
+// neither handle within the host's ShutdownTimeout nor hand to another
+// member (the subscription was its group's last).
+type UnhandledError struct{ Unhandled int }
+
+func (e *UnhandledError) Error() string {
+	return strconv.Itoa(e.Unhandled) + " accepted event(s) not handled before the last member of the group left"
 }

@@ -1,0 +1,415 @@
+package eventstream_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"libx.net/eventstream"
+)
+
+// Leaving loses nothing: Off from the subscription's own handler, from
+// another subscription's handler, Off racing Close, and members joining and
+// leaving a group. Memory mode.
+
+// Off from one of the subscription's own handlers returns without waiting
+// for the caller, and what was queued for the subscription is still handled.
+func TestOffFromOwnHandlerHandlesQueued(t *testing.T) {
+	for _, conc := range []int{1, 3} {
+		t.Run(fmt.Sprintf("concurrency=%d", conc), func(t *testing.T) {
+			b := quietBus(t, smallConfig(4, 100))
+			const n = 13
+			var handled atomic.Int64
+			ready := make(chan struct{})
+			offErr := make(chan error, 1)
+			var sub eventstream.Subscription
+			var once sync.Once
+			var err error
+			sub, err = b.On("own.off", func(context.Context, *eventstream.Event) error {
+				<-ready
+				once.Do(func() { offErr <- b.Off(sub) })
+				handled.Add(1)
+				return nil
+			}, eventstream.WithConcurrency(conc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range n {
+				if err := b.Emit(context.Background(), "own.off", i); err != nil {
+					t.Fatal(err)
+				}
+			}
+			close(ready)
+			select {
+			case err := <-offErr:
+				if err != nil {
+					t.Fatalf("Off: %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Off from the subscription's own handler did not return")
+			}
+			waitFor(t, "every accepted event handled", 5*time.Second, func() bool { return handled.Load() == n })
+			if err := b.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+		})
+	}
+}
+
+// Off(B) from a handler of A waits for B's handler in flight and drops
+// nothing of B's queue.
+func TestOffFromOtherHandlerWaitsForIt(t *testing.T) {
+	b := quietBus(t, smallConfig(4, 100))
+	defer b.Close()
+	started, release := make(chan struct{}), make(chan struct{})
+	var bHandled atomic.Int64
+	var bFinished atomic.Bool
+	var once sync.Once
+	subB, err := b.On("b", func(context.Context, *eventstream.Event) error {
+		once.Do(func() {
+			close(started)
+			<-release
+			time.Sleep(20 * time.Millisecond)
+			bFinished.Store(true)
+		})
+		bHandled.Add(1)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		err      error
+		finished bool
+	}
+	offDone := make(chan result, 1)
+	if _, err := b.On("a", func(context.Context, *eventstream.Event) error {
+		err := b.Off(subB)
+		offDone <- result{err, bFinished.Load()}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 9
+	for i := range n {
+		if err := b.Emit(context.Background(), "b", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-started
+	if err := b.Emit(context.Background(), "a", 0); err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(50*time.Millisecond, func() { close(release) })
+	select {
+	case r := <-offDone:
+		if r.err != nil {
+			t.Fatalf("Off(B) from A's handler: %v", r.err)
+		}
+		if !r.finished {
+			t.Fatal("Off(B) from A's handler returned while B's handler was still running")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Off(B) from A's handler did not return")
+	}
+	waitFor(t, "B's queue handled", 5*time.Second, func() bool { return bHandled.Load() == n })
+}
+
+// With one worker, held by A's handler, Off(B) from A's handler cannot wait
+// for B's queue (nothing can run it): it returns, and B handles its queue
+// once the worker is free.
+func TestOffFromOtherHandlerOnOneWorker(t *testing.T) {
+	cfg := smallConfig(1, 100)
+	cfg.ShutdownTimeout = 30 * time.Second
+	b := quietBus(t, cfg)
+	var bHandled atomic.Int64
+	subB, err := b.On("b", func(context.Context, *eventstream.Event) error { bHandled.Add(1); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	offDone := make(chan error, 1)
+	if _, err := b.On("a", func(context.Context, *eventstream.Event) error {
+		<-gate
+		offDone <- b.Off(subB)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Emit(context.Background(), "a", 0); err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	for i := range n {
+		if err := b.Emit(context.Background(), "b", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(gate)
+	select {
+	case err := <-offDone:
+		if err != nil {
+			t.Fatalf("Off: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Off(B) from A's handler held the only worker")
+	}
+	waitFor(t, "B's queue handled", 5*time.Second, func() bool { return bHandled.Load() == n })
+	if err := b.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
+
+// Close while a subscription is leaving drains what it holds: nothing is
+// cut off, and no handler sees its context cancelled, within the timeout.
+func TestOffRacingClose(t *testing.T) {
+	for _, from := range []string{"outside", "own handler"} {
+		t.Run(from, func(t *testing.T) {
+			b := quietBus(t, smallConfig(4, 100))
+			const n = 60
+			var handled, cancelled atomic.Int64
+			ready := make(chan struct{})
+			offCalled := make(chan struct{})
+			var once sync.Once
+			var sub eventstream.Subscription
+			var err error
+			sub, err = b.On("leaving", func(ctx context.Context, _ *eventstream.Event) error {
+				<-ready
+				if from == "own handler" {
+					once.Do(func() {
+						if err := b.Off(sub); err != nil {
+							t.Errorf("Off: %v", err)
+						}
+						close(offCalled)
+					})
+				}
+				time.Sleep(5 * time.Millisecond)
+				if ctx.Err() != nil {
+					cancelled.Add(1)
+				}
+				handled.Add(1)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range n {
+				if err := b.Emit(context.Background(), "leaving", i); err != nil {
+					t.Fatal(err)
+				}
+			}
+			close(ready)
+			var wg sync.WaitGroup
+			if from == "outside" {
+				wg.Go(func() {
+					if err := b.Off(sub); err != nil && !errors.Is(err, eventstream.ErrClosed) {
+						t.Errorf("Off: %v", err)
+					}
+				})
+				time.Sleep(10 * time.Millisecond)
+			} else {
+				<-offCalled
+			}
+			if err := b.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			wg.Wait()
+			if handled.Load() != n || cancelled.Load() != 0 {
+				t.Fatalf("%d of %d events handled, %d handlers saw their context cancelled", handled.Load(), n, cancelled.Load())
+			}
+		})
+	}
+}
+
+// A subscription without a group that leaves from its own handler (the
+// handle-once pattern) folds into the ended series like any other.
+func TestHandleOnceFoldsIntoEnded(t *testing.T) {
+	b := quietBus(t, eventstream.DefaultConfig())
+	defer b.Close()
+	const cycles = 50
+	for i := range cycles {
+		done := make(chan struct{})
+		var sub eventstream.Subscription
+		var err error
+		sub, err = b.On("once", func(context.Context, *eventstream.Event) error {
+			defer close(done)
+			return b.Off(sub)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Emit(context.Background(), "once", i); err != nil {
+			t.Fatal(err)
+		}
+		<-done
+	}
+	waitFor(t, "the handle-once rows folded", 5*time.Second, func() bool {
+		st := b.(eventstream.MemoryEventBus).GetStats()
+		return len(st.Rows) <= 2 && st.Succeeded == cycles
+	})
+}
+
+// Members of mixed concurrency join and leave a group while keyed events
+// flow: within a member, a key runs one at a time and in emit order, and
+// every event is handled exactly once.
+func TestKeyOrderWithinMemberAcrossMembershipChange(t *testing.T) {
+	b := quietBus(t, smallConfig(8, 1000))
+	const keys, perKey = 16, 60
+	var (
+		mu      sync.Mutex
+		last    = map[string]map[string]int{} // member → key → last seq
+		running = map[string]map[string]int{} // member → key → handlers running
+		seen    = map[string]int{}
+		faults  []string
+		total   atomic.Int64
+	)
+	handler := func(member string) eventstream.EventHandler {
+		return func(_ context.Context, e *eventstream.Event) error {
+			var seq int
+			if err := e.Unmarshal(&seq); err != nil {
+				return err
+			}
+			mu.Lock()
+			if last[member] == nil {
+				last[member], running[member] = map[string]int{}, map[string]int{}
+			}
+			running[member][e.Key]++
+			if running[member][e.Key] > 1 {
+				faults = append(faults, fmt.Sprintf("%s: key %s runs twice at once", member, e.Key))
+			}
+			if prev, ok := last[member][e.Key]; ok && seq < prev {
+				faults = append(faults, fmt.Sprintf("%s: key %s: %d after %d", member, e.Key, seq, prev))
+			}
+			last[member][e.Key] = seq
+			seen[e.ID]++
+			mu.Unlock()
+			time.Sleep(200 * time.Microsecond)
+			mu.Lock()
+			running[member][e.Key]--
+			mu.Unlock()
+			total.Add(1)
+			return nil
+		}
+	}
+	join := func(name string, conc int) eventstream.Subscription {
+		s, err := b.On("keyed", handler(name), eventstream.WithConsumerGroup("g"), eventstream.WithConcurrency(conc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	stable := join("stable", 3)
+	_ = stable
+	emitted := make(chan struct{})
+	go func() {
+		defer close(emitted)
+		for i := range perKey {
+			for k := range keys {
+				if err := b.Emit(context.Background(), "keyed", i, eventstream.WithKey(fmt.Sprintf("k%d", k))); err != nil {
+					t.Errorf("Emit: %v", err)
+					return
+				}
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
+	for round := 0; ; round++ {
+		select {
+		case <-emitted:
+		default:
+			s := join(fmt.Sprintf("m%d", round), 1+round%2*3)
+			time.Sleep(5 * time.Millisecond)
+			if err := b.Off(s); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		break
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(faults) > 0 {
+		t.Fatalf("%d faults, first ones: %v", len(faults), faults[:min(len(faults), 5)])
+	}
+	if total.Load() != keys*perKey || len(seen) != keys*perKey {
+		t.Fatalf("%d handled, %d distinct, want %d", total.Load(), len(seen), keys*perKey)
+	}
+}
+
+// What a leaving member hands over goes before the newer events of its keys
+// at the member that takes it over.
+func TestHandedOverEventsGoFirst(t *testing.T) {
+	cfg := smallConfig(4, 1000)
+	cfg.ShutdownTimeout = 100 * time.Millisecond
+	b := quietBus(t, cfg)
+	gate := make(chan struct{})
+	var mu sync.Mutex
+	last := map[string]map[string]int{}
+	var faults []string
+	var handled atomic.Int64
+	handler := func(member string) eventstream.EventHandler {
+		return func(_ context.Context, e *eventstream.Event) error {
+			<-gate
+			var seq int
+			if err := e.Unmarshal(&seq); err != nil {
+				return err
+			}
+			mu.Lock()
+			if last[member] == nil {
+				last[member] = map[string]int{}
+			}
+			if prev, ok := last[member][e.Key]; ok && seq < prev {
+				faults = append(faults, fmt.Sprintf("%s: key %s: %d after %d", member, e.Key, seq, prev))
+			}
+			last[member][e.Key] = seq
+			mu.Unlock()
+			handled.Add(1)
+			return nil
+		}
+	}
+	if _, err := b.On("handover", handler("stays"), eventstream.WithConsumerGroup("g")); err != nil {
+		t.Fatal(err)
+	}
+	leaving, err := b.On("handover", handler("leaves"), eventstream.WithConsumerGroup("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const keys, perPhase = 20, 5
+	emit := func(from int) {
+		for k := range keys {
+			for i := from; i < from+perPhase; i++ {
+				if err := b.Emit(context.Background(), "handover", i, eventstream.WithKey(fmt.Sprintf("k%d", k))); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	emit(0)
+	offErr := make(chan error, 1)
+	go func() { offErr <- b.Off(leaving) }()
+	// Off takes the member out of the routes at once: the newer events
+	// all go to the member that stays.
+	time.Sleep(20 * time.Millisecond)
+	emit(perPhase)
+	time.Sleep(3 * cfg.ShutdownTimeout)
+	close(gate)
+	if err := <-offErr; err != nil {
+		t.Fatalf("Off: %v", err)
+	}
+	waitFor(t, "every event", 5*time.Second, func() bool { return handled.Load() == 2*keys*perPhase })
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(faults) > 0 {
+		t.Fatalf("%d inversions, first ones: %v", len(faults), faults[:min(len(faults), 5)])
+	}
+}
