@@ -181,9 +181,20 @@ func (b *bus) Emit(ctx context.Context, topic string, data any, opts ...EmitOpti
 		e.Headers = maps.Clone(eo.headers)
 	}
 	if eo.async != nil {
-		ctx = context.WithValue(ctx, publishKey{}, &publishRequest{b, transport.PublishOptions{Done: eo.async}})
+		ctx = context.WithValue(ctx, publishKey{}, &publishRequest{b, transport.PublishOptions{Done: asyncDone(eo.async)}})
 	}
 	return b.emit(ctx, e)
+}
+
+// asyncDone reports to done the outcome of an asynchronous Emit, a record
+// that Close failed as ErrClosed (the transport's error still wrapped).
+func asyncDone(done func(error)) func(error) {
+	return func(err error) {
+		if err != nil && errors.Is(err, transport.ErrClosed) {
+			err = errors.Join(ErrClosed, err)
+		}
+		done(err)
+	}
 }
 
 // validateEmitTopic refuses a topic whose dead letters could never be
