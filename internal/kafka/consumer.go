@@ -299,6 +299,12 @@ func (c *consumer) startPositions(ctx context.Context, missing []int32) (map[int
 	}
 	out := make(map[int32]int64, len(missing))
 	for _, p := range missing {
+		// Another member of a new group fixed it since franz-go fetched
+		// the offsets (see awaitStarts): start where it did.
+		if o, ok := committed.Lookup(topic, p); ok && o.Err == nil && o.At >= 0 {
+			out[p] = o.At
+			continue
+		}
 		lo, ok := listed.Lookup(topic, p)
 		if !ok {
 			return nil, fmt.Errorf("no offset listed for partition %d: %v", p, listed)
@@ -309,6 +315,72 @@ func (c *consumer) startPositions(ctx context.Context, missing []int32) (map[int
 		out[p] = lo.Offset
 	}
 	return out, nil
+}
+
+// startFixGrace is how long a member waits for the members assigned the
+// topic's partitions to fix their starting positions before it fixes them
+// itself: they do so right after the assignment, within milliseconds
+// unless their commit failed.
+const startFixGrace = 3 * time.Second
+
+// awaitStarts returns once the group has a starting position committed for
+// every partition of the topic, whoever committed it, so that an event
+// emitted once On returns is never before the group's start. Without it, a
+// member assigned nothing (two replicas starting together on a topic of
+// one partition) would return at once, before the other member fixed the
+// start at the end of the log, and its first events would be skipped.
+func (c *consumer) awaitStarts(ctx context.Context) error {
+	grace := time.Now().Add(startFixGrace)
+	for {
+		missing, err := c.unstarted(ctx)
+		switch {
+		case err == nil && len(missing) == 0:
+			return nil
+		case err == nil && time.Now().After(grace):
+			resolved, rerr := c.startPositions(ctx, missing)
+			if rerr == nil {
+				rerr = c.commitStart(ctx, c.cl.Load(), resolved)
+			}
+			if rerr == nil {
+				return nil
+			}
+			err = rerr
+		}
+		if err != nil && ctx.Err() == nil {
+			c.t.host.Logger.Debug("eventstream: checking the group's starting offsets; retrying",
+				"topic", c.sub.Topic, "group", c.sub.Group, "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// unstarted returns the topic's partitions for which the group has no
+// committed offset.
+func (c *consumer) unstarted(ctx context.Context) ([]int32, error) {
+	topic := c.sub.Topic
+	details, err := c.t.adm.ListTopics(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	td, ok := details[topic]
+	if !ok || td.Err != nil || len(td.Partitions) == 0 {
+		return nil, fmt.Errorf("no partitions listed for the topic: %v", td.Err)
+	}
+	committed, err := c.t.adm.FetchOffsets(ctx, c.sub.Group)
+	if err != nil {
+		return nil, err
+	}
+	var missing []int32
+	for p := range td.Partitions {
+		if o, ok := committed.Lookup(topic, p); !ok || o.Err != nil || o.At < 0 {
+			missing = append(missing, p)
+		}
+	}
+	return missing, nil
 }
 
 // onRevoked stops the revoked partitions' queued records, waits for the

@@ -633,13 +633,17 @@ func (t *Transport) Subscribe(s *transport.Sub) error {
 	}
 	select {
 	case <-c.ready:
-	case err := <-c.joinErr:
-		c.stop(time.Now().Add(clientOpTimeout))
-		return &Error{Op: "join consumer group " + strconv.Quote(s.Group), Topic: s.Topic, Err: err}
+		err = c.awaitStarts(ctx)
+	case err = <-c.joinErr:
 	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
 		c.stop(time.Now().Add(clientOpTimeout))
-		return &Error{Op: "join consumer group " + strconv.Quote(s.Group), Topic: s.Topic,
-			Err: fmt.Errorf("no assignment within %v: %w", t.cfg.JoinTimeout, ctx.Err())}
+		if ctx.Err() != nil {
+			err = fmt.Errorf("no assignment and starting positions within %v: %w", t.cfg.JoinTimeout, ctx.Err())
+		}
+		return &Error{Op: "join consumer group " + strconv.Quote(s.Group), Topic: s.Topic, Err: err}
 	}
 	t.mu.Lock()
 	if t.closed.Load() {
