@@ -172,11 +172,23 @@ func (b *bus) Emit(ctx context.Context, topic string, data any, opts ...EmitOpti
 		e.Headers = maps.Clone(eo.headers)
 	}
 	if eo.async != nil {
-		done := eo.async
-		ctx = context.WithValue(ctx, publishKey{}, &publishRequest{b, transport.PublishOptions{
-			Done: func(err error) { done(fromTransport(err)) }}})
+		ctx = context.WithValue(ctx, publishKey{}, &publishRequest{b, transport.PublishOptions{Done: asyncDone(eo.async)}})
 	}
 	return b.emit(ctx, e)
+}
+
+// asyncDone reports to done the outcome of an asynchronous Emit in the bus's
+// errors; a record that Close failed is ErrClosed with the transport's
+// reason (a flush error, say) still wrapped.
+func asyncDone(done func(error)) func(error) {
+	return func(err error) {
+		if err != nil && errors.Is(err, transport.ErrClosed) {
+			err = errors.Join(ErrClosed, err)
+		} else {
+			err = fromTransport(err)
+		}
+		done(err)
+	}
 }
 
 // validateDeadLetterTopic refuses, at On, a topic whose dead letters could

@@ -160,6 +160,14 @@ type KafkaConfig struct {
 	// broker acknowledged them; Emit waits (until its context is done)
 	// when it is reached. Default 50,000 (franz-go's).
 	MaxBufferedRecords int
+	// DeliveryTimeout bounds how long the producer keeps trying to write a
+	// record (retries through broker restarts and leader changes
+	// included) before it fails it: a blocking Emit then returns the
+	// error, a WithAsync Emit's callback gets it, and a dead-letter write
+	// is tried again later. Default 120s, as Kafka's Java producer
+	// (delivery.timeout.ms); without a bound a record for an unreachable
+	// cluster would wait forever.
+	DeliveryTimeout time.Duration
 
 	// TLS, when not nil, encrypts the connections (for example
 	// &tls.Config{} for a broker with a publicly trusted certificate).
@@ -288,6 +296,7 @@ const (
 	defaultSessionTimeout    = 45 * time.Second
 	defaultHeartbeatInterval = 3 * time.Second
 	defaultFetchMaxWait      = 500 * time.Millisecond
+	defaultDeliveryTimeout   = 120 * time.Second
 )
 
 // normalize validates k and returns a copy with the defaults filled in.
@@ -349,6 +358,7 @@ func (k *KafkaConfig) normalize() (KafkaConfig, error) {
 		{"Kafka.JoinTimeout", &n.JoinTimeout, defaultJoinTimeout},
 		{"Kafka.Linger", &n.Linger, 0},
 		{"Kafka.FetchMaxWait", &n.FetchMaxWait, fetchMaxWait},
+		{"Kafka.DeliveryTimeout", &n.DeliveryTimeout, defaultDeliveryTimeout},
 	} {
 		switch {
 		case *d.v < 0:
@@ -435,6 +445,7 @@ func newKafkaTransport(h transport.Host, kc KafkaConfig) (transport.Transport, e
 		FetchMaxWait:         kc.FetchMaxWait,
 		Linger:               linger,
 		MaxBufferedRecords:   kc.MaxBufferedRecords,
+		DeliveryTimeout:      kc.DeliveryTimeout,
 		TLS:                  kc.TLS,
 		ClientOptions:        kc.ClientOptions,
 		ProducerOptions:      kc.ProducerOptions,

@@ -41,11 +41,13 @@ type consumer struct {
 	seed  maphash.Seed
 	rr    atomic.Uint64
 
-	pollCtx    context.Context
-	stopPoll   context.CancelFunc
-	pollDone   chan struct{}
-	stopCommit chan struct{}
-	commitDone chan struct{}
+	pollCtx      context.Context
+	stopPoll     context.CancelFunc
+	clientCtx    context.Context
+	cancelClient context.CancelFunc
+	pollDone     chan struct{}
+	stopCommit   chan struct{}
+	commitDone   chan struct{}
 
 	ready     chan struct{} // closed once On may return
 	readyOnce sync.Once
@@ -59,6 +61,7 @@ type consumer struct {
 	abandon   atomic.Bool // records that have not started are left alone
 	stopOnce  sync.Once
 	leaveOnce sync.Once
+	leaveBy   atomic.Int64 // unix nanos: the deadline of the leave under way; 0 none
 	commitMu  sync.Mutex
 }
 
@@ -90,7 +93,12 @@ func newConsumer(t *Transport, s *transport.Sub) (*consumer, error) {
 	}
 	cfg := t.cfg
 	opts := append([]kgo.Opt(nil), t.base...)
+	c.clientCtx, c.cancelClient = context.WithCancel(context.Background())
 	opts = append(opts,
+		// Cancelled once the member's bounded leave is over: Close, which
+		// leaves the group again under the client's context if it can,
+		// then has nothing left to wait for.
+		kgo.WithContext(c.clientCtx),
 		kgo.ConsumerGroup(s.Group),
 		kgo.ConsumeTopics(s.Topic),
 		kgo.DisableAutoCommit(),
@@ -109,6 +117,7 @@ func newConsumer(t *Transport, s *transport.Sub) (*consumer, error) {
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		c.stopPoll()
+		c.cancelClient()
 		return nil, &Error{Op: "create consumer", Topic: s.Topic, Err: err}
 	}
 	c.cl.Store(cl)
@@ -290,6 +299,12 @@ func (c *consumer) startPositions(ctx context.Context, missing []int32) (map[int
 	}
 	out := make(map[int32]int64, len(missing))
 	for _, p := range missing {
+		// Another member of a new group fixed it since franz-go fetched
+		// the offsets (see awaitStarts): start where it did.
+		if o, ok := committed.Lookup(topic, p); ok && o.Err == nil && o.At >= 0 {
+			out[p] = o.At
+			continue
+		}
 		lo, ok := listed.Lookup(topic, p)
 		if !ok {
 			return nil, fmt.Errorf("no offset listed for partition %d: %v", p, listed)
@@ -300,6 +315,72 @@ func (c *consumer) startPositions(ctx context.Context, missing []int32) (map[int
 		out[p] = lo.Offset
 	}
 	return out, nil
+}
+
+// startFixGrace is how long a member waits for the members assigned the
+// topic's partitions to fix their starting positions before it fixes them
+// itself: they do so right after the assignment, within milliseconds
+// unless their commit failed.
+const startFixGrace = 3 * time.Second
+
+// awaitStarts returns once the group has a starting position committed for
+// every partition of the topic, whoever committed it, so that an event
+// emitted once On returns is never before the group's start. Without it, a
+// member assigned nothing (two replicas starting together on a topic of
+// one partition) would return at once, before the other member fixed the
+// start at the end of the log, and its first events would be skipped.
+func (c *consumer) awaitStarts(ctx context.Context) error {
+	grace := time.Now().Add(startFixGrace)
+	for {
+		missing, err := c.unstarted(ctx)
+		switch {
+		case err == nil && len(missing) == 0:
+			return nil
+		case err == nil && time.Now().After(grace):
+			resolved, rerr := c.startPositions(ctx, missing)
+			if rerr == nil {
+				rerr = c.commitStart(ctx, c.cl.Load(), resolved)
+			}
+			if rerr == nil {
+				return nil
+			}
+			err = rerr
+		}
+		if err != nil && ctx.Err() == nil {
+			c.t.host.Logger.Debug("eventstream: checking the group's starting offsets; retrying",
+				"topic", c.sub.Topic, "group", c.sub.Group, "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// unstarted returns the topic's partitions for which the group has no
+// committed offset.
+func (c *consumer) unstarted(ctx context.Context) ([]int32, error) {
+	topic := c.sub.Topic
+	details, err := c.t.adm.ListTopics(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	td, ok := details[topic]
+	if !ok || td.Err != nil || len(td.Partitions) == 0 {
+		return nil, fmt.Errorf("no partitions listed for the topic: %v", td.Err)
+	}
+	committed, err := c.t.adm.FetchOffsets(ctx, c.sub.Group)
+	if err != nil {
+		return nil, err
+	}
+	var missing []int32
+	for p := range td.Partitions {
+		if o, ok := committed.Lookup(topic, p); !ok || o.Err != nil || o.At < 0 {
+			missing = append(missing, p)
+		}
+	}
+	return missing, nil
 }
 
 // onRevoked stops the revoked partitions' queued records, waits for the
@@ -323,7 +404,7 @@ func (c *consumer) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[st
 	for _, ps := range lost {
 		ps.waitIdle(time.Until(deadline))
 	}
-	cctx, cancel := context.WithTimeout(ctx, clientOpTimeout)
+	cctx, cancel := c.opContext(ctx)
 	defer cancel()
 	c.commit(cctx, cl, append(c.owned(), lost...))
 	c.mu.Lock()
@@ -566,13 +647,13 @@ func (c *consumer) pending() int {
 }
 
 // stop is the member's end at Close: no more fetching, queued records are
-// left for the group's next member, handlers in flight get up to
-// handlerWait, then the member commits and leaves.
-func (c *consumer) stop(handlerWait time.Duration) {
+// left for the group's next member, handlers in flight get until by, then
+// the member commits and leaves, each step bounded by what is left until by.
+func (c *consumer) stop(by time.Time) {
 	c.stopFetching()
 	c.abandonQueued()
-	c.waitHandlers(handlerWait)
-	c.leave()
+	c.waitHandlers(time.Until(by))
+	c.leave(by)
 }
 
 // stopFetching stops the poll goroutine; the lanes refuse further records.
@@ -659,14 +740,17 @@ func (c *consumer) waitHandlers(d time.Duration) {
 }
 
 // leave commits what is done, leaves the group and closes the client; a
-// private group is deleted.
-func (c *consumer) leave() {
+// private group is deleted. Every request is bounded by by, so that a bus
+// whose brokers are gone still closes: what does not fit is skipped (the
+// broker drops the member after its session timeout, and the events
+// handled since the last commit are delivered again).
+func (c *consumer) leave(by time.Time) {
 	c.leaveOnce.Do(func() {
+		c.leaveBy.Store(by.UnixNano())
 		close(c.stopCommit)
 		<-c.commitDone
 		cl := c.cl.Load()
-		// Bounded, so that a bus whose brokers are gone still closes.
-		ctx, cancel := context.WithTimeout(context.Background(), clientOpTimeout)
+		ctx, cancel := context.WithDeadline(context.Background(), by)
 		defer cancel()
 		c.commit(ctx, cl, c.owned())
 		c.abandon.Store(true) // the final revoke must not wait again
@@ -674,11 +758,24 @@ func (c *consumer) leave() {
 			c.t.host.Logger.Warn("eventstream: leaving the consumer group failed; the broker drops the member after its session timeout",
 				"topic", c.sub.Topic, "group", c.sub.Group, "error", err)
 		}
+		// Whether the leave is done or its time ran out, nothing more is
+		// asked of the brokers: Close must not send another, unbounded one.
+		c.cancelClient()
 		cl.Close()
-		if c.sub.Private {
+		if c.sub.Private && ctx.Err() == nil {
 			if _, err := c.t.adm.DeleteGroup(ctx, c.sub.Group); err != nil {
 				c.t.host.Logger.Debug("eventstream: private consumer group not deleted", "group", c.sub.Group, "error", err)
 			}
 		}
 	})
+}
+
+// opContext bounds one of the member's own requests: clientOpTimeout, and
+// no later than the deadline of a leave under way.
+func (c *consumer) opContext(parent context.Context) (context.Context, context.CancelFunc) {
+	d := time.Now().Add(clientOpTimeout)
+	if by := c.leaveBy.Load(); by != 0 && by < d.UnixNano() {
+		d = time.Unix(0, by)
+	}
+	return context.WithDeadline(parent, d)
 }

@@ -67,6 +67,8 @@ type Config struct {
 	// MaxBufferedRecords bounds the records published and not yet
 	// acknowledged; 0 means 50,000.
 	MaxBufferedRecords int
+	// DeliveryTimeout bounds a record's produce attempts.
+	DeliveryTimeout time.Duration
 
 	TLS  *tls.Config
 	SASL sasl.Mechanism
@@ -100,15 +102,16 @@ func (e *Error) Unwrap() []error { return []error{ErrKafka, e.Err} }
 // Transport is the Kafka transport. It implements transport.Transport and
 // the optional GroupNamer, ServerAddresser, QueueDepther and LagReporter.
 type Transport struct {
-	host     transport.Host
-	cfg      Config
-	codec    *codec
-	base     []kgo.Opt // options of every client: seeds, security, logger, hooks
-	prod     *kgo.Client
-	adm      *kadm.Client
-	instance string // makes private group names unique across processes
-	addrHost string
-	addrPort int
+	host       transport.Host
+	cfg        Config
+	codec      *codec
+	base       []kgo.Opt // options of every client: seeds, security, logger, hooks
+	prod       *kgo.Client
+	cancelProd context.CancelFunc // the producer client's context
+	adm        *kadm.Client
+	instance   string // makes private group names unique across processes
+	addrHost   string
+	addrPort   int
 
 	// room bounds the records handed to the producer and not yet
 	// acknowledged, so that Publish waits for room under the caller's
@@ -137,6 +140,12 @@ type Transport struct {
 	pubMu    sync.RWMutex
 	draining atomic.Bool
 	closed   atomic.Bool
+	// async counts the asynchronous records whose callback has not run.
+	async sync.WaitGroup
+
+	// ends are the subscribed topics' end offsets, listed for the lag
+	// gauge (lag.go).
+	ends endOffsets
 
 	mu        sync.Mutex
 	consumers map[*transport.Sub]*consumer
@@ -151,10 +160,13 @@ type topicCall struct {
 
 // Bounds of the calls the transport makes on its own account.
 const (
-	connectTimeout     = 10 * time.Second // the connectivity check in New
-	topicSetupTimeout  = 30 * time.Second // one topic's creation or lookup
-	clientOpTimeout    = 10 * time.Second // a commit, leaving a group, the final flush
-	defaultMaxBuffered = 50000            // franz-go's default MaxBufferedRecords
+	connectTimeout    = 10 * time.Second // the connectivity check in New
+	topicSetupTimeout = 30 * time.Second // one topic's creation or lookup
+	clientOpTimeout   = 10 * time.Second // a commit, leaving a group
+	// closeFloor is the least time Close's final steps (commit, leave,
+	// flush) get when Drain used all of ShutdownTimeout.
+	closeFloor         = time.Second
+	defaultMaxBuffered = 50000 // franz-go's default MaxBufferedRecords
 )
 
 var (
@@ -213,17 +225,30 @@ func New(h transport.Host, cfg Config) (*Transport, error) {
 	}
 	t.base = append(t.base, cfg.ClientOptions...)
 
+	var prodCtx context.Context
+	prodCtx, t.cancelProd = context.WithCancel(context.Background())
 	popts := append([]kgo.Opt(nil), t.base...)
 	popts = append(popts,
+		// Cancelled at Close once the flush is over, so that Close's own
+		// goodbyes (a final telemetry push) cannot outlast its deadline.
+		kgo.WithContext(prodCtx),
 		kgo.ProducerLinger(cfg.Linger),
 		// One above room's bound: franz-go calls a record's promise, which
 		// frees room, just before it forgets the record, so its own bound
 		// is never what a publisher waits for.
 		kgo.MaxBufferedRecords(limit+1),
 	)
+	if cfg.DeliveryTimeout > 0 {
+		// As Kafka's Java producer (delivery.timeout.ms), the timeout also
+		// fails a record whose request is in flight, whose answer may
+		// never come: without AllowIdempotentProduceCancellation franz-go
+		// waits for it forever. Such a record may still have been written.
+		popts = append(popts, kgo.RecordDeliveryTimeout(cfg.DeliveryTimeout), kgo.AllowIdempotentProduceCancellation())
+	}
 	popts = append(popts, cfg.ProducerOptions...)
 	prod, err := kgo.NewClient(popts...)
 	if err != nil {
+		t.cancelProd()
 		return nil, err
 	}
 	if len(cfg.ConsumerOptions) > 0 {
@@ -232,6 +257,7 @@ func New(h transport.Host, cfg Config) (*Transport, error) {
 		check, err := kgo.NewClient(append(append([]kgo.Opt(nil), t.base...),
 			append([]kgo.Opt{kgo.ConsumerGroup("eventstream-options-check"), kgo.DisableAutoCommit()}, cfg.ConsumerOptions...)...)...)
 		if err != nil {
+			t.cancelProd()
 			prod.Close()
 			return nil, fmt.Errorf("consumer options: %w", err)
 		}
@@ -240,6 +266,7 @@ func New(h transport.Host, cfg Config) (*Transport, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
 	defer cancel()
 	if err := prod.Ping(ctx); err != nil {
+		t.cancelProd()
 		prod.Close()
 		op := "connect to " + fmt.Sprint(cfg.Brokers)
 		switch {
@@ -255,6 +282,8 @@ func New(h transport.Host, cfg Config) (*Transport, error) {
 	t.prod = prod
 	t.adm = kadm.NewClient(prod)
 	t.ctx, t.cancel = context.WithCancel(context.Background())
+	t.bg.Add(1)
+	go t.lagLoop()
 	return t, nil
 }
 
@@ -345,6 +374,9 @@ func (t *Transport) produce(o *outRecord, po transport.PublishOptions) error {
 		t.release(o)
 		return transport.ErrClosed
 	}
+	if o.done != nil {
+		t.async.Add(1) // under pubMu: Close waits only after taking it
+	}
 	t.prod.Produce(o, &o.rec, t.promise)
 	return nil
 }
@@ -366,7 +398,11 @@ func (t *Transport) produced(r *kgo.Record, err error) {
 		o.acked <- err
 		return
 	}
+	defer t.async.Done()
 	if err != nil {
+		if errors.Is(err, kgo.ErrClientClosed) {
+			err = fmt.Errorf("%w: the producer closed before the broker acknowledged the record (%w)", transport.ErrClosed, err)
+		}
 		err = &Error{Op: "produce", Topic: r.Topic, Err: err}
 		t.host.Logger.LogAttrs(r.Context, slog.LevelWarn, "eventstream: asynchronous emit failed",
 			slog.String("topic", r.Topic), slog.String("event_id", o.id), slog.String("error", err.Error()))
@@ -590,18 +626,22 @@ func (t *Transport) Subscribe(s *transport.Sub) error {
 	}
 	select {
 	case <-c.ready:
-	case err := <-c.joinErr:
-		c.stop(0)
-		return &Error{Op: "join consumer group " + strconv.Quote(s.Group), Topic: s.Topic, Err: err}
+		err = c.awaitStarts(ctx)
+	case err = <-c.joinErr:
 	case <-ctx.Done():
-		c.stop(0)
-		return &Error{Op: "join consumer group " + strconv.Quote(s.Group), Topic: s.Topic,
-			Err: fmt.Errorf("no assignment within %v: %w", t.cfg.JoinTimeout, ctx.Err())}
+		err = ctx.Err()
+	}
+	if err != nil {
+		c.stop(time.Now().Add(clientOpTimeout))
+		if ctx.Err() != nil {
+			err = fmt.Errorf("no assignment and starting positions within %v: %w", t.cfg.JoinTimeout, ctx.Err())
+		}
+		return &Error{Op: "join consumer group " + strconv.Quote(s.Group), Topic: s.Topic, Err: err}
 	}
 	t.mu.Lock()
 	if t.closed.Load() {
 		t.mu.Unlock()
-		c.stop(0)
+		c.stop(time.Now().Add(clientOpTimeout))
 		return transport.ErrClosed
 	}
 	t.consumers[s] = c
@@ -642,7 +682,7 @@ func (t *Transport) Unsubscribe(s *transport.Sub) error {
 		go func() {
 			defer t.bg.Done()
 			c.waitHandlers(-1)
-			c.leave()
+			c.leave(time.Now().Add(clientOpTimeout))
 			if s.Left != nil {
 				s.Left()
 			}
@@ -654,7 +694,7 @@ func (t *Transport) Unsubscribe(s *transport.Sub) error {
 	c.waitQueued(t.host.ShutdownTimeout)
 	c.abandonQueued()
 	c.waitHandlers(-1)
-	c.leave()
+	c.leave(time.Now().Add(clientOpTimeout))
 	if s.Left != nil {
 		s.Left()
 	}
@@ -717,26 +757,40 @@ func (t *Transport) close(ctx context.Context) error {
 	cs := t.consumers
 	t.consumers = map[*transport.Sub]*consumer{}
 	t.mu.Unlock()
-	wait := max(time.Until(deadlineOf(ctx)), 0)
+	// Every step below is bounded by what is left of ctx, except that the
+	// final commit, leave and flush get at least closeFloor even when
+	// Drain used it all: a handler stuck until the timeout must not cost
+	// the commits of everything handled before it.
+	by := deadlineOf(ctx)
+	if floor := time.Now().Add(closeFloor); by.Before(floor) {
+		by = floor
+	}
 	var wg sync.WaitGroup
 	for _, c := range cs {
 		wg.Go(func() {
 			// Drain has run: what is still queued arrived after Close
 			// began, or is stuck; it is left for the group's next member.
-			c.stop(wait)
+			c.stop(by)
 		})
 	}
 	wg.Wait()
 	t.cancel() // topic setups, and members that left from a handler
 	t.bg.Wait()
 
-	fctx, cancel := context.WithTimeout(context.Background(), clientOpTimeout)
+	fctx, cancel := context.WithDeadline(context.Background(), by)
 	defer cancel()
 	var err error
 	if ferr := t.prod.Flush(fctx); ferr != nil {
 		err = &Error{Op: "flush producer", Err: ferr}
 	}
+	// Close fails the records still buffered; their promises run on
+	// franz-go's goroutine, so wait for the asynchronous callbacks: a
+	// program that exits once Close returns must have heard of each.
+	t.cancelProd()
 	t.prod.Close()
+	if !waitGroupFor(&t.async, max(time.Until(by), closeFloor)) {
+		t.host.Logger.Error("eventstream: close: asynchronous emit callbacks still running; returning without them")
+	}
 	return err
 }
 
@@ -746,6 +800,24 @@ func deadlineOf(ctx context.Context) time.Time {
 		return time.Now().Add(clientOpTimeout)
 	}
 	return d
+}
+
+// waitGroupFor waits for wg up to d; false when d ran out first (the
+// waiting goroutine then ends with wg).
+func waitGroupFor(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return true
+	case <-timer.C:
+		return false
+	}
 }
 
 // QueueDepth implements transport.QueueDepther: the records fetched for s
@@ -758,26 +830,6 @@ func (t *Transport) QueueDepth(s *transport.Sub) int64 {
 		return 0
 	}
 	return c.queued()
-}
-
-// ReportLag implements transport.LagReporter: per member and partition,
-// the high watermark of the last fetch minus the group's committed offset.
-func (t *Transport) ReportLag(observe func(topic, group string, partition int32, lag int64)) {
-	t.mu.Lock()
-	cs := make([]*consumer, 0, len(t.consumers))
-	for _, c := range t.consumers {
-		cs = append(cs, c)
-	}
-	t.mu.Unlock()
-	for _, c := range cs {
-		for _, ps := range c.owned() {
-			hwm, committed := ps.hwm.Load(), ps.committed.Load()
-			if hwm < 0 || committed < 0 {
-				continue
-			}
-			observe(c.sub.Topic, c.sub.Group, ps.partition, max(hwm-committed, 0))
-		}
-	}
 }
 
 // ReportAge implements transport.AgeReporter: per topic and group, the
