@@ -12,12 +12,14 @@ import (
 )
 
 // TestPanelsAgainstPrometheus runs every dashboard panel query, every
-// template-variable query and every alert expression against a real
-// Prometheus that scrapes running EventStream processes. Every query must
-// parse and evaluate, and every panel and variable must return data, except
-// where promcheck.AllowedNoData says why not (Kafka-only metrics without a
-// Kafka-mode process, memory-only metrics without a memory-mode process,
-// alerts that are not firing).
+// template-variable query and every rule's expression against a real
+// Prometheus that scrapes running EventStream processes and evaluates the
+// rules. Every query must parse and evaluate; every panel, variable and
+// recording rule must return data, and so must what each alert measures
+// (promcheck.Measured: its expression without the thresholds), except where
+// promcheck.AllowedNoData says why not (Kafka-only metrics without a
+// Kafka-mode process, memory-only metrics without a memory-mode process, an
+// alert's own expression when it is not firing).
 //
 // EVENTSTREAM_PROMETHEUS_URL is the Prometheus base URL (.ci/run sets it
 // after starting Prometheus and the example services);
@@ -40,11 +42,22 @@ func TestPanelsAgainstPrometheus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	alerts, err := promcheck.AlertQueries(rulesDir)
+	rules, err := promcheck.AlertQueries(rulesDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	qs := append(panels, alerts...)
+	qs := append(panels, rules...)
+	// An alert that is not firing has no data; what it measures must.
+	for _, r := range rules {
+		if r.Kind != promcheck.KindAlert {
+			continue
+		}
+		m, err := promcheck.Measured(r.Expr)
+		if err != nil {
+			t.Fatalf("%s: %v", r.ID(), err)
+		}
+		qs = append(qs, promcheck.Query{Kind: promcheck.KindMeasure, Source: r.Source, Name: r.Name, Raw: r.Expr, Expr: m})
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), wait+2*time.Minute)
 	defer cancel()

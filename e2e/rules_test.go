@@ -10,7 +10,7 @@ import (
 )
 
 // Every alert has an expression over known names, a `for`, a severity, a
-// summary and a runbook paragraph; and the five alerts of the issue exist.
+// summary and a runbook paragraph; and the alerts the README lists exist.
 func TestAlertRules(t *testing.T) {
 	files, err := promcheck.LoadRules(rulesDir)
 	if err != nil {
@@ -45,7 +45,9 @@ func TestAlertRules(t *testing.T) {
 	}
 	for _, a := range []string{
 		"EventStreamDeadLettersGrowing", "EventStreamHighErrorRatio", "EventStreamConsumerLagGrowing",
-		"EventStreamWorkerPoolSaturated", "EventStreamGroupStoppedConsuming",
+		"EventStreamWorkerPoolSaturated", "EventStreamGroupStoppedConsuming", "EventStreamTimeLagHigh",
+		"EventStreamSLOHandledBudgetBurn", "EventStreamSLOHandledBudgetBurnSlow",
+		"EventStreamSLOLatencyBudgetBurn", "EventStreamSLOLatencyBudgetBurnSlow",
 	} {
 		if !seen[a] {
 			t.Errorf("alert %s missing", a)
@@ -68,10 +70,45 @@ func TestPromtool(t *testing.T) {
 		{"check", "config", "../grafana/prometheus/prometheus.yml"},
 		{"check", "rules", rulesDir + "/eventstream.rules.yml"},
 		{"test", "rules", rulesDir + "/eventstream.rules.test.yml"},
+		{"check", "rules", rulesDir + "/eventstream.slo.rules.yml"},
+		{"test", "rules", rulesDir + "/eventstream.slo.rules.test.yml"},
 	} {
 		out, err := exec.Command(bin, args...).CombinedOutput()
 		if err != nil {
 			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+// The names the recording rules write are the ones queries may read
+// (promcheck.RecordedMetrics), and each recording rule reads known names.
+func TestRecordedMetricsMatchRules(t *testing.T) {
+	files, err := promcheck.LoadRules(rulesDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded := map[string]bool{}
+	for file, rules := range files {
+		for _, r := range rules {
+			if r.Record == "" {
+				continue
+			}
+			recorded[r.Record] = true
+			if _, ok := promcheck.RecordedMetrics[r.Record]; !ok {
+				t.Errorf("%s records %s, missing from promcheck.RecordedMetrics", file, r.Record)
+			}
+			q := promcheck.Query{Kind: promcheck.KindRecord, Source: file, Name: r.Record, Raw: r.Expr, Expr: r.Expr}
+			for _, p := range promcheck.Lint(q) {
+				if strings.HasSuffix(p, "references no metric") && strings.HasPrefix(r.Expr, "vector(") {
+					continue // a parameter: a constant
+				}
+				t.Error(p)
+			}
+		}
+	}
+	for name := range promcheck.RecordedMetrics {
+		if !recorded[name] {
+			t.Errorf("promcheck.RecordedMetrics lists %s, which no rule records", name)
 		}
 	}
 }

@@ -47,23 +47,26 @@ func (h *handler) serveSeries(w http.ResponseWriter) {
 	writeJSON(w, s)
 }
 
-// The plots' geometry: the width spans plotSpan seconds, newest at the
-// right edge, so a plot fills from the right as the seconds pass.
+// The plots' geometry: the width spans at least minSpan points, newest at
+// the right edge, so a young plot fills from the right and an old one shows
+// all the points kept.
 const (
 	plotW, plotH = 240, 36
-	plotSpan     = 300
+	minSpan      = 60
 )
 
 // plot is one small SVG line chart as the template draws it.
 type plot struct {
 	W, H      int
 	Points    string // polyline points
+	Area      string // the polygon under the line
 	N         int    // points drawn
 	Max, Last string // labels
+	Span      int    // points the width stands for
 }
 
 func newPlot(vals []float64, label func(float64) string) plot {
-	p := plot{W: plotW, H: plotH, N: len(vals)}
+	p := plot{W: plotW, H: plotH, N: len(vals), Span: max(len(vals), minSpan)}
 	if len(vals) == 0 {
 		return p
 	}
@@ -72,7 +75,8 @@ func newPlot(vals []float64, label func(float64) string) plot {
 		top = max(top, v)
 	}
 	var b strings.Builder
-	step := float64(plotW) / float64(plotSpan-1)
+	step := float64(plotW) / float64(p.Span-1)
+	first := float64(plotW) - float64(len(vals)-1)*step
 	for i, v := range vals {
 		x := float64(plotW) - float64(len(vals)-1-i)*step
 		y := float64(plotH) - 1
@@ -87,6 +91,8 @@ func newPlot(vals []float64, label func(float64) string) plot {
 		b.WriteString(strconv.FormatFloat(y, 'f', 1, 64))
 	}
 	p.Points = b.String()
+	base := strconv.Itoa(plotH)
+	p.Area = strconv.FormatFloat(first, 'f', 1, 64) + "," + base + " " + p.Points + " " + strconv.Itoa(plotW) + "," + base
 	p.Max, p.Last = label(top), label(vals[len(vals)-1])
 	return p
 }
@@ -128,4 +134,4 @@ const plotsHTML = `<h2>Last minutes</h2>
 <tr><th>topic</th><th>group</th><th>events per second</th><th>p99 handler latency</th></tr>
 {{range .Series}}<tr><td class="name">{{.Topic}}</td><td class="name">{{.Group}}</td><td>{{template "plot" ratePlot .}}</td><td>{{if .Group}}{{template "plot" p99Plot .}}{{end}}</td></tr>
 {{end}}</table></div>{{else}}<p class="muted">no figures yet</p>{{end}}
-{{define "plot"}}<svg class="plot" width="{{.W}}" height="{{.H}}" viewBox="0 0 {{.W}} {{.H}}" data-points="{{.N}}" role="img"><rect width="{{.W}}" height="{{.H}}" fill="#f6f8fa"/>{{if .N}}<polyline points="{{.Points}}" fill="none" stroke="#0969da" stroke-width="1.5"/>{{end}}</svg> <span class="muted">{{if .N}}now {{.Last}}, max {{.Max}}{{else}}collecting…{{end}}</span>{{end}}`
+{{define "plot"}}<svg class="plot" width="{{.W}}" height="{{.H}}" viewBox="0 0 {{.W}} {{.H}}" data-points="{{.N}}" role="img"><rect width="{{.W}}" height="{{.H}}" fill="#f6f8fa"/>{{if .N}}<polygon points="{{.Area}}" fill="#0969da" fill-opacity="0.12"/><polyline points="{{.Points}}" fill="none" stroke="#0969da" stroke-width="1.5"/>{{end}}</svg> <span class="muted">{{if .N}}now {{.Last}}, max {{.Max}} <small>(last {{.Span}} s)</small>{{else}}collecting…{{end}}</span>{{end}}`

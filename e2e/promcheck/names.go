@@ -28,6 +28,7 @@ var KnownMetrics = map[string]string{
 	"eventstream_pool_capacity":                   "eventstream.pool.capacity (Int64ObservableGauge {goroutine})",
 	"eventstream_pool_waiting":                    "eventstream.pool.waiting (Int64ObservableGauge {task})",
 	"eventstream_consumer_lag":                    "eventstream.consumer.lag (Int64ObservableGauge {message}, Kafka mode)",
+	"eventstream_consumer_time_lag_seconds":       "eventstream.consumer.time_lag (Float64ObservableGauge s)",
 	"eventstream_delivery_latency_seconds_bucket": "eventstream.delivery.latency (Float64Histogram s)",
 	"eventstream_delivery_latency_seconds_sum":    "eventstream.delivery.latency (Float64Histogram s)",
 	"eventstream_delivery_latency_seconds_count":  "eventstream.delivery.latency (Float64Histogram s)",
@@ -49,6 +50,28 @@ var KnownMetrics = map[string]string{
 	// Written by Prometheus and the exporter themselves.
 	"up":          "Prometheus: 1 when the last scrape of a target succeeded",
 	"target_info": "OpenTelemetry resource attributes of the process",
+}
+
+// RecordedMetrics are the series that the recording rules of
+// grafana/prometheus/rules write (TestRecordedMetricsMatchRules keeps the
+// two in step): queries may read them beside the exported metrics.
+var RecordedMetrics = map[string]string{
+	"eventstream:slo_objective:ratio":              "SLO objective per SLI (parameter; per topic and group where set)",
+	"eventstream:slo_latency_threshold:le":         "latency SLO threshold as a bucket bound (parameter)",
+	"eventstream:slo_group_latency_threshold:le":   "latency SLO threshold of each topic and group",
+	"eventstream:slo_errors:ratio_rate5m":          "SLI error ratio over 5m",
+	"eventstream:slo_errors:ratio_rate30m":         "SLI error ratio over 30m",
+	"eventstream:slo_errors:ratio_rate1h":          "SLI error ratio over 1h",
+	"eventstream:slo_errors:ratio_rate2h":          "SLI error ratio over 2h",
+	"eventstream:slo_errors:ratio_rate6h":          "SLI error ratio over 6h",
+	"eventstream:slo_errors:ratio_rate1d":          "SLI error ratio over 1d",
+	"eventstream:slo_errors:ratio_rate3d":          "SLI error ratio over 3d",
+	"eventstream:slo_errors:ratio_rate30d":         "SLI error ratio over the 30-day period",
+	"eventstream:slo_group_objective:ratio":        "SLO objective of each topic and group",
+	"eventstream:slo_error_budget:ratio":           "error budget: 1 - objective",
+	"eventstream:slo_burn_rate:ratio_rate1h":       "burn rate over 1h",
+	"eventstream:slo_burn_rate:ratio_rate30d":      "burn rate over the period",
+	"eventstream:slo_error_budget_remaining:ratio": "share of the period's error budget left",
 }
 
 // KnownLabels are the label names the queries may use: the attributes of
@@ -74,6 +97,7 @@ var KnownLabels = map[string]string{
 	"instance":                           "Prometheus scrape target",
 	"service":                            "target label from grafana/prometheus/targets",
 	"__name__":                           "metric name",
+	"slo":                                "recording rules: the SLI (handled, latency)",
 }
 
 // kafkaOnly and memoryOnly are metrics that exist in one transport only: a

@@ -30,6 +30,10 @@ const (
 	KindPanel    Kind = "panel"
 	KindVariable Kind = "variable"
 	KindAlert    Kind = "alert"
+	KindRecord   Kind = "record"
+	// KindMeasure is what an alert measures (see Measured): it has data
+	// whether the alert fires or not.
+	KindMeasure Kind = "alert measure"
 )
 
 // Query is one PromQL expression found in a dashboard or a rule file.
@@ -295,7 +299,7 @@ func LoadRules(dir string) (map[string][]Rule, error) {
 }
 
 // AlertQueries returns the expression of every rule in the *.rules.yml files
-// of dir.
+// of dir: KindAlert for alerting rules, KindRecord for recording rules.
 func AlertQueries(dir string) ([]Query, error) {
 	files, err := LoadRules(dir)
 	if err != nil {
@@ -304,11 +308,11 @@ func AlertQueries(dir string) ([]Query, error) {
 	var out []Query
 	for src, rules := range files {
 		for _, r := range rules {
-			name := r.Alert
-			if name == "" {
-				name = r.Record
+			if r.Record != "" {
+				out = append(out, Query{Kind: KindRecord, Source: src, Name: r.Record, Raw: r.Expr, Expr: r.Expr})
+				continue
 			}
-			out = append(out, Query{Kind: KindAlert, Source: src, Name: name, Raw: r.Expr, Expr: r.Expr})
+			out = append(out, Query{Kind: KindAlert, Source: src, Name: r.Alert, Raw: r.Expr, Expr: r.Expr})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID() < out[j].ID() })
@@ -396,7 +400,8 @@ func Lint(q Query) []string {
 		probs = append(probs, fmt.Sprintf("%s: references no metric", q.ID()))
 	}
 	for _, m := range a.Metrics {
-		if _, ok := KnownMetrics[m]; !ok {
+		_, recorded := RecordedMetrics[m]
+		if _, ok := KnownMetrics[m]; !ok && !recorded {
 			probs = append(probs, fmt.Sprintf("%s: unknown metric %s", q.ID(), m))
 		}
 	}
@@ -406,4 +411,49 @@ func Lint(q Query) []string {
 		}
 	}
 	return probs
+}
+
+// Measured returns what an alert expression measures: expr without its
+// filters. A comparison without bool keeps its vector side, `and` and
+// `unless` keep their left side, so the result has data whenever the
+// series the alert reads do, firing or not; a query that cannot have data
+// is an alert that can never fire.
+func Measured(expr string) (string, error) {
+	e, err := parser.ParseExpr(expr)
+	if err != nil {
+		return "", err
+	}
+	return unfilter(e).String(), nil
+}
+
+func unfilter(e parser.Expr) parser.Expr {
+	switch n := e.(type) {
+	case *parser.BinaryExpr:
+		switch {
+		case n.Op == parser.LAND || n.Op == parser.LUNLESS:
+			return unfilter(n.LHS)
+		case n.Op.IsComparisonOperator() && !n.ReturnBool:
+			if n.LHS.Type() == parser.ValueTypeVector {
+				return unfilter(n.LHS)
+			}
+			return unfilter(n.RHS)
+		}
+		n.LHS, n.RHS = unfilter(n.LHS), unfilter(n.RHS)
+		return n
+	case *parser.ParenExpr:
+		n.Expr = unfilter(n.Expr)
+		return n
+	case *parser.AggregateExpr:
+		n.Expr = unfilter(n.Expr)
+		return n
+	case *parser.UnaryExpr:
+		n.Expr = unfilter(n.Expr)
+		return n
+	case *parser.Call:
+		for i, a := range n.Args {
+			n.Args[i] = unfilter(a)
+		}
+		return n
+	}
+	return e
 }

@@ -109,3 +109,9 @@ func TestLintFlagsUnknownNames(t *testing.T) {
 		t.Errorf("a __name__ regex matching no known metric: got %v", p)
 	}
 }
+
+func ExampleMeasured() {
+	m, _ := Measured(`(sum by (g) (rate(x[5m])) > 0.1 and on (g) y > 3) or z < bool 2`)
+	fmt.Println(m)
+	// Output: (sum by (g) (rate(x[5m]))) or z < bool 2
+}
