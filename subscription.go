@@ -87,7 +87,7 @@ func (s *subscription) deliver(ctx context.Context, e *Event, failure error) err
 			}
 		}
 	}
-	err := s.handle(ctx, e)
+	err := s.handle(withCause(ctx, e), e)
 	if err == nil {
 		return nil
 	}
