@@ -105,7 +105,7 @@ func (b *bus) deadLetter(ctx context.Context, s *subscription, e *Event, cause e
 	// be the one a full queue waits for.
 	sendCtx := context.WithValue(ctx, publishKey{}, &publishRequest{b, transport.PublishOptions{Overflow: true}})
 	if b.obs != nil {
-		sendCtx = b.obs.tel.WithCreation(sendCtx, e)
+		sendCtx = itel.WithDeadLetter(b.obs.tel.WithCreation(sendCtx, e))
 	}
 	delay := deadLetterRetryFirst
 	for failures := 0; ; failures++ {

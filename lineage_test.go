@@ -7,8 +7,12 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"libx.net/eventstream"
 	"libx.net/eventstream/eventstreamtest"
+	"libx.net/eventstream/telemetry"
 )
 
 // chain is three topics whose handlers emit to the next: order → payment
@@ -90,7 +94,7 @@ func (c *chain) only(t *testing.T, topic, corr string) *eventstream.Event {
 // testLineage: an Emit outside handlers starts a chain; an Emit with a
 // handler's context (a retry's included) is caused by the handled event and
 // stays in its chain; WithCorrelationID names a chain.
-func testLineage(t *testing.T, b eventstream.EventBus) {
+func testLineage(t *testing.T, b eventstream.EventBus, rec *tracetest.SpanRecorder) {
 	c := newChain(t, b, 2)
 	ctx := context.Background()
 	if err := b.Emit(ctx, c.order, "plain"); err != nil {
@@ -133,38 +137,112 @@ func testLineage(t *testing.T, b eventstream.EventBus) {
 	if npay.CausationID != named.ID || nrcpt.CausationID != npay.ID {
 		t.Errorf("named chain: payment caused by %q (want %q), receipt by %q (want %q)", npay.CausationID, named.ID, nrcpt.CausationID, npay.ID)
 	}
+	if rec != nil {
+		checkLineageSpans(t, c, rec, order, pay, rcpt)
+	}
+	checkLineageHistory(t, b, pay, rcpt)
+}
+
+// checkLineageSpans: send and process spans carry the lineage ids.
+func checkLineageSpans(t *testing.T, c *chain, rec *tracetest.SpanRecorder, order, pay, rcpt *eventstream.Event) {
+	t.Helper()
+	waitSpans(t, rec, "process "+c.receipt, 2)
+	for _, want := range []*eventstream.Event{order, pay, rcpt} {
+		for _, op := range []string{"send ", "process "} {
+			found := false
+			for _, s := range spansNamed(rec, op+want.Topic) {
+				if attr(s, "messaging.message.id") != want.ID {
+					continue
+				}
+				found = true
+				if attr(s, telemetry.AttrCausationID) != want.CausationID || attr(s, telemetry.AttrCorrelationID) != want.CorrelationID {
+					t.Errorf("span %q of %s: causation %q correlation %q; want %q %q", s.Name(), want.ID,
+						attr(s, telemetry.AttrCausationID), attr(s, telemetry.AttrCorrelationID), want.CausationID, want.CorrelationID)
+				}
+			}
+			if !found {
+				t.Errorf("no %q span of %s", op+want.Topic, want.ID)
+			}
+		}
+	}
+}
+
+// checkLineageHistory: the history's entries keep the lineage ids.
+func checkLineageHistory(t *testing.T, b eventstream.EventBus, events ...*eventstream.Event) {
+	t.Helper()
+	mb := b.(eventstream.MemoryEventBus)
+	deadline := time.Now().Add(5 * time.Second)
+	for _, want := range events {
+		for {
+			var sends, procs int
+			for _, h := range mb.GetHistory(1000) {
+				if h.EventID != want.ID {
+					continue
+				}
+				if h.CausationID != want.CausationID || h.CorrelationID != want.CorrelationID {
+					t.Fatalf("history %s of %s: causation %q correlation %q; want %q %q", h.Operation, want.ID,
+						h.CausationID, h.CorrelationID, want.CausationID, want.CorrelationID)
+				}
+				if h.Operation == "send" {
+					sends++
+				} else {
+					procs++
+				}
+			}
+			if sends >= 1 && procs >= 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("history of %s: %d sends, %d attempts", want.ID, sends, procs)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// tracing returns a span recorder and the option that records into it.
+func tracing(t *testing.T) (*tracetest.SpanRecorder, eventstream.Option) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	return rec, eventstream.WithTracerProvider(tp)
 }
 
 func TestLineageMemory(t *testing.T) {
+	rec, tp := tracing(t)
+	b, err := eventstream.New(eventstream.DefaultConfig(), tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	testLineage(t, b, rec)
+}
+
+// Without a tracer (the default): the history still keeps the lineage.
+func TestLineageMemoryNoTracer(t *testing.T) {
 	b, err := eventstream.New(eventstream.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	testLineage(t, b)
-}
-
-func TestLineageMemoryWithoutTelemetry(t *testing.T) {
-	b, err := eventstream.New(eventstream.DefaultConfig(), eventstream.WithoutTelemetry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	testLineage(t, b)
+	testLineage(t, b, nil)
 }
 
 func TestLineageKafka(t *testing.T) {
-	testLineage(t, newKafkaBus(t, eventstreamtest.KafkaCluster(t), nil))
+	rec, tp := tracing(t)
+	testLineage(t, newKafkaBus(t, eventstreamtest.KafkaCluster(t), nil, tp), rec)
 }
 
 func TestLineageKafkaCompact(t *testing.T) {
+	rec, tp := tracing(t)
 	testLineage(t, newKafkaBus(t, eventstreamtest.KafkaCluster(t), func(c *eventstream.Config) {
 		c.Kafka.RecordFormat = eventstream.RecordFormatCompact
-	}))
+	}, tp), rec)
 }
 
 func TestLineageKafkaReal(t *testing.T) {
-	testLineage(t, newKafkaBus(t, eventstreamtest.RealKafkaBrokers(t), nil))
+	rec, tp := tracing(t)
+	testLineage(t, newKafkaBus(t, eventstreamtest.RealKafkaBrokers(t), nil, tp), rec)
 }
 
 // A dead letter continues its event's chain: caused by the event, with its
