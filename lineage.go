@@ -2,7 +2,9 @@ package eventstream
 
 import (
 	"context"
+	"time"
 
+	"libx.net/eventstream/history"
 	"libx.net/eventstream/internal/eventmeta"
 )
 
@@ -45,4 +47,12 @@ func setLineage(ctx context.Context, e *Event, correlationID string) {
 	if correlationID != "" {
 		e.CorrelationID = correlationID
 	}
+}
+
+// All implements history.ArchiveSource for the event view.
+func (d debugSource) All() ([]history.Entry, time.Time) {
+	if d.b.obs == nil {
+		return nil, time.Time{}
+	}
+	return d.b.obs.tel.All()
 }
