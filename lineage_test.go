@@ -2,7 +2,11 @@ package eventstream_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +16,7 @@ import (
 
 	"libx.net/eventstream"
 	"libx.net/eventstream/eventstreamtest"
+	"libx.net/eventstream/history"
 	"libx.net/eventstream/telemetry"
 )
 
@@ -141,6 +146,47 @@ func testLineage(t *testing.T, b eventstream.EventBus, rec *tracetest.SpanRecord
 		checkLineageSpans(t, c, rec, order, pay, rcpt)
 	}
 	checkLineageHistory(t, b, pay, rcpt)
+	checkEventView(t, b, order, pay, rcpt, rec != nil)
+}
+
+// checkEventView: the debug page's view of the chain's first event holds
+// its send, its attempt and the tree below it, with outcomes and traces.
+func checkEventView(t *testing.T, b eventstream.EventBus, order, pay, rcpt *eventstream.Event, traced bool) {
+	t.Helper()
+	srv := httptest.NewServer(eventstream.DebugHandler(b))
+	defer srv.Close()
+	var v history.EventView
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := http.Get(srv.URL + "/events/" + url.PathEscape(order.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v = history.EventView{}
+		err = json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Settled once the receipt's attempt is in.
+		if len(v.Caused) == 1 && len(v.Caused[0].Caused) == 1 && len(v.Caused[0].Caused[0].Groups) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("event view of %s: %+v", order.ID, v)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !v.Found || len(v.Sends) != 1 || len(v.Groups) != 1 || v.Groups[0].Status != history.StatusOK || v.CorrelationID != order.ID {
+		t.Errorf("view: found %v, %d sends, groups %+v, correlation %q", v.Found, len(v.Sends), v.Groups, v.CorrelationID)
+	}
+	p := v.Caused[0]
+	if p.ID != pay.ID || p.Status != history.StatusOK || p.Groups[0].Attempts != 2 || p.Caused[0].ID != rcpt.ID {
+		t.Errorf("tree: %+v", v.Caused)
+	}
+	if traced && (v.TraceID == "" || p.TraceID == "") {
+		t.Errorf("no trace ids in the view: %q %q", v.TraceID, p.TraceID)
+	}
 }
 
 // checkLineageSpans: send and process spans carry the lineage ids.
@@ -288,6 +334,7 @@ func testLineageDeadLetter(t *testing.T, b eventstream.EventBus) {
 			t.Fatal("no dead letter")
 		}
 	}
+	checkDeadLetterView(t, b, e, dl)
 	if dl.CausationID != e.ID || dl.CorrelationID != "req-7" || e.CorrelationID != "req-7" ||
 		dl.Header(eventstream.HeaderDeadLetterCausationID) != e.CausationID || e.CausationID == "" {
 		t.Errorf("dead letter: causation %q (want %q) correlation %q, original causation header %q (want %q)",
@@ -306,4 +353,31 @@ func TestLineageDeadLetterMemory(t *testing.T) {
 
 func TestLineageDeadLetterKafka(t *testing.T) {
 	testLineageDeadLetter(t, newKafkaBus(t, eventstreamtest.KafkaCluster(t), nil))
+}
+
+// checkDeadLetterView: the event view lists the dead letter apart, and
+// the attempt that failed.
+func checkDeadLetterView(t *testing.T, b eventstream.EventBus, e, dl *eventstream.Event) {
+	t.Helper()
+	h := eventstream.DebugHandler(b)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		rr := httptest.NewRecorder()
+		h.ServeHTTP(rr, httptest.NewRequest(http.MethodGet, "/events/"+url.PathEscape(e.ID), nil))
+		var v history.EventView
+		if err := json.Unmarshal(rr.Body.Bytes(), &v); err != nil {
+			t.Fatal(err)
+		}
+		if len(v.DeadLetters) == 1 && len(v.Groups) == 1 {
+			if v.DeadLetters[0].EventID != dl.ID || v.Groups[0].Status != history.StatusError ||
+				v.Groups[0].Attempts[0].Error != "always" || len(v.Caused) != 0 {
+				t.Errorf("dead letter view: %+v", v)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dead letter view: %+v", v)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -234,8 +234,14 @@ func indexEntries(all []Entry) entryIndex {
 // listed apart), in the order they were first seen.
 func (x entryIndex) tree(id string, depth int, seen map[string]bool, nodes *int) []CausedEvent {
 	out := []CausedEvent{}
+	dead := map[string]bool{} // a dead letter's attempts are not marked: its send is
 	for _, c := range x.byCause[id] {
-		if seen[c.EventID] || c.DeadLetter {
+		if c.DeadLetter {
+			dead[c.EventID] = true
+		}
+	}
+	for _, c := range x.byCause[id] {
+		if seen[c.EventID] || dead[c.EventID] {
 			continue
 		}
 		seen[c.EventID] = true

@@ -34,6 +34,8 @@ func chainEntries(t0 time.Time) []history.Entry {
 		{EventID: "p1", Topic: "payments", Group: "audit", Operation: "process", Attempt: 1, Start: at(3), Status: "error", Error: "<down>", CausationID: "o1", CorrelationID: "o1"},
 		{EventID: "p1", Topic: "payments", Group: "billing", Operation: "process", Attempt: 2, Start: at(5), Status: "ok", CausationID: "o1", CorrelationID: "o1"},
 		{EventID: "d1", Topic: "payments.dlq", Operation: "send", Start: at(6), Status: "ok", CausationID: "p1", CorrelationID: "o1", DeadLetter: true},
+		// The dead letter's own handling is not marked: its send is.
+		{EventID: "d1", Topic: "payments.dlq", Group: "ops", Operation: "process", Attempt: 1, Start: at(7), Status: "ok", CausationID: "p1", CorrelationID: "o1"},
 		{EventID: "r1", Topic: "receipts", Operation: "send", Start: at(6), Status: "ok", CausationID: "p1", CorrelationID: "o1"},
 		{EventID: "r1", Topic: "receipts", Group: "mailer", Operation: "process", Attempt: 1, Start: at(7), Status: "ok", CausationID: "p1", CorrelationID: "o1"},
 	}
