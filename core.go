@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"libx.net/eventstream/event"
+	"libx.net/eventstream/internal/eventmeta"
 	"libx.net/eventstream/internal/lanes"
 	"libx.net/eventstream/internal/transport"
 	"libx.net/eventstream/telemetry"
@@ -168,6 +169,8 @@ func (b *bus) Emit(ctx context.Context, topic string, data any, opts ...EmitOpti
 	}
 	e := event.New(topic, data)
 	e.Key = eo.key
+	setLineage(ctx, e, eo.correlationID)
+	eventmeta.Bind(e, b.baseCtx) // its handlers' context, built with it
 	if len(eo.headers) > 0 {
 		e.Headers = maps.Clone(eo.headers)
 	}

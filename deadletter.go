@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"libx.net/eventstream/event"
+	"libx.net/eventstream/internal/eventmeta"
 	itel "libx.net/eventstream/internal/telemetry"
 	"libx.net/eventstream/internal/transport"
 	"libx.net/eventstream/middleware"
@@ -25,6 +26,11 @@ const (
 	HeaderDeadLetterPartition = "eventstream-dlq-original-partition"
 	HeaderDeadLetterOffset    = "eventstream-dlq-original-offset"
 	HeaderDeadLetterTime      = "eventstream-dlq-time"
+	// HeaderDeadLetterCausationID is the original event's causation id,
+	// when it had one: the dead letter's own causation id is the original
+	// event (its failure caused it), so a replay restores the original's
+	// lineage from here.
+	HeaderDeadLetterCausationID = "eventstream-dlq-original-causation-id"
 )
 
 // isDeadLetter reports whether e is one of this bus's dead letters: it names
@@ -71,7 +77,13 @@ func (b *bus) deadLetter(ctx context.Context, s *subscription, e *Event, cause e
 	dlqTopic := b.opts.deadLetterTopic(e.Topic)
 	dl := event.New(dlqTopic, e.Data)
 	dl.Key, dl.Raw = e.Key, e.Raw
-	dl.Headers = make(map[string]string, len(e.Headers)+9)
+	// The dead letter continues the event's chain, caused by the event.
+	dl.CausationID, dl.CorrelationID = e.ID, e.CorrelationID
+	if dl.CorrelationID == "" {
+		dl.CorrelationID = e.ID
+	}
+	eventmeta.Bind(dl, b.baseCtx)
+	dl.Headers = make(map[string]string, len(e.Headers)+10)
 	maps.Copy(dl.Headers, e.Headers)
 	dl.Headers[HeaderDeadLetterReason] = cause.Error()
 	dl.Headers[HeaderDeadLetterErrorType] = itel.ErrorType(cause)
@@ -80,6 +92,9 @@ func (b *bus) deadLetter(ctx context.Context, s *subscription, e *Event, cause e
 	dl.Headers[HeaderDeadLetterID] = e.ID
 	dl.Headers[HeaderDeadLetterGroup] = s.group
 	dl.Headers[HeaderDeadLetterTime] = time.Now().UTC().Format(time.RFC3339Nano)
+	if e.CausationID != "" {
+		dl.Headers[HeaderDeadLetterCausationID] = e.CausationID
+	}
 	if e.Record != nil {
 		dl.Headers[HeaderDeadLetterPartition] = strconv.Itoa(int(e.Record.Partition))
 		dl.Headers[HeaderDeadLetterOffset] = strconv.FormatInt(e.Record.Offset, 10)
@@ -90,7 +105,7 @@ func (b *bus) deadLetter(ctx context.Context, s *subscription, e *Event, cause e
 	// be the one a full queue waits for.
 	sendCtx := context.WithValue(ctx, publishKey{}, &publishRequest{b, transport.PublishOptions{Overflow: true}})
 	if b.obs != nil {
-		sendCtx = b.obs.tel.WithCreation(sendCtx, e)
+		sendCtx = itel.WithDeadLetter(b.obs.tel.WithCreation(sendCtx, e))
 	}
 	delay := deadLetterRetryFirst
 	for failures := 0; ; failures++ {

@@ -180,9 +180,10 @@ func WithSubscriptionMiddleware(mw ...Middleware) SubscribeOption {
 type EmitOption interface{ applyEmit(*emitOptions) }
 
 type emitOptions struct {
-	key     string
-	headers map[string]string
-	async   func(error)
+	key           string
+	correlationID string
+	headers       map[string]string
+	async         func(error)
 }
 
 type emitOptionFunc func(*emitOptions)
@@ -194,6 +195,15 @@ func (f emitOptionFunc) applyEmit(o *emitOptions) { f(o) }
 // no key.
 func WithKey(key string) EmitOption {
 	return emitOptionFunc(func(o *emitOptions) { o.key = key })
+}
+
+// WithCorrelationID names the chain the event belongs to — an HTTP
+// request id, a saga id — instead of the default: the correlation id of
+// the event whose handler emits it, or, outside any handler, the event's
+// own id. Events its handlers emit inherit it. An empty id keeps the
+// default.
+func WithCorrelationID(id string) EmitOption {
+	return emitOptionFunc(func(o *emitOptions) { o.correlationID = id })
 }
 
 // WithHeaders adds headers to the event (later ones override earlier

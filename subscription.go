@@ -85,7 +85,7 @@ func (s *subscription) deliver(ctx context.Context, e *Event, failure error) err
 			return b.deadLetter(ctx, s, e, failure)
 		}
 	}
-	err := s.handle(ctx, e)
+	err := s.handle(withCause(ctx, e), e)
 	if err == nil {
 		return nil
 	}

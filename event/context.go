@@ -23,4 +23,5 @@ func init() {
 	eventmeta.Install(
 		func(e any) *eventmeta.Creation { return e.(*Event).creation },
 		func(e any, c *eventmeta.Creation) { e.(*Event).creation = c })
+	eventmeta.InstallHandling(func(e any) *eventmeta.Handling { return &e.(*Event).handling })
 }

@@ -29,6 +29,16 @@ type Event struct {
 	ID string
 	// Topic the event was emitted to.
 	Topic string
+	// CausationID is the id of the event whose handler emitted this one
+	// (an Emit made with the handler's context), "" for an event that
+	// starts a chain: one emitted outside any handler.
+	CausationID string
+	// CorrelationID is the id of the first event of the chain this one
+	// belongs to, the same for every event of the chain: an event that
+	// starts a chain has its own ID here (the same string, nothing
+	// allocated), unless the emitter named the chain (an HTTP request id,
+	// say) with WithCorrelationID.
+	CorrelationID string
 	// Key is the partition key: events with the same key keep their order
 	// (and, on Kafka, share a partition). Empty means no key.
 	Key string
@@ -50,6 +60,9 @@ type Event struct {
 	// creation is the creation context (send span, baggage) the event
 	// carries inside the process; see internal/eventmeta.
 	creation *eventmeta.Creation
+	// handling is the context its handlers run under, when the bus that
+	// emitted the event handles it too; see eventmeta.Handling.
+	handling eventmeta.Handling
 }
 
 // Record is where an event sits in a Kafka topic.

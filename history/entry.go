@@ -21,6 +21,14 @@ type Entry struct {
 	Duration     time.Duration `json:"duration_ns"`
 	Status       string        `json:"status"` // StatusOK or StatusError
 	Error        string        `json:"error,omitempty"`
+	// CausationID is the id of the event whose handler emitted this
+	// entry's event ("" for one that started its chain); CorrelationID the
+	// id of the chain's first event (or the name its emitter gave it).
+	CausationID   string `json:"causation_id,omitempty"`
+	CorrelationID string `json:"correlation_id"`
+	// DeadLetter marks the send of a dead letter: its event is the dead
+	// letter of the event CausationID names.
+	DeadLetter bool `json:"dead_letter,omitempty"`
 	// TraceID and SpanID are those of the operation's span when one was
 	// recorded (a tracer that records is set up), empty otherwise.
 	TraceID string `json:"trace_id"`

@@ -103,6 +103,8 @@ func validTraceURL(t string) error {
 //	/          HTML page (recent events, stats, topology), or the combined
 //	           JSON document with ?format=json or Accept: application/json
 //	/events    JSON list of recent entries, newest first (?n=, default 100)
+//	/events/{id} JSON EventView of one event (404 when the history holds
+//	           none of it); the HTML view is /?event={id}
 //	/stats     JSON Stats
 //	/topology  JSON Topology
 //	/series    JSON []Series, when src is a SeriesSource
@@ -135,6 +137,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if h.serveEvent(w, r) { // /events/{id}, /?event={id}: event.go
 		return
 	}
 	q := r.URL.Query()
@@ -419,7 +424,7 @@ select{max-width:16em}
 <div class="scroll"><table id="events">
 <colgroup><col style="width:8.8em"><col style="width:7em"><col style="width:11%"><col style="width:10%"><col style="width:9%"><col style="width:6.2em"><col style="width:4.8em"><col style="width:6em"><col style="width:11em"><col style="width:11em"><col></colgroup>
 <tr><th>start</th><th>operation</th><th>topic</th><th>group</th><th>subscription</th><th>attempt</th><th>status</th><th>duration</th><th>event id</th><th>trace id</th><th>error</th></tr>
-{{range .Events}}<tr{{if eq .Status "error"}} class="failed"{{end}}><td class="t">{{clock .Start}}</td><td>{{.Operation}}</td><td>{{.Topic}}</td><td>{{.Group}}</td><td>{{.Subscription}}</td><td class="n">{{if .Attempt}}{{.Attempt}}{{end}}</td><td class="{{.Status}}">{{.Status}}</td><td class="n">{{dur .Duration}}</td><td class="id" title="{{.EventID}}"><code>{{.EventID}}</code></td>{{$id := .TraceID}}{{if $id}}<td class="id" title="{{$id}}">{{with $.TraceLink $id}}<a href="{{.}}" target="_blank" rel="noopener"><code>{{$id}}</code></a>{{else}}<code>{{$id}}</code>{{end}}</td>{{else}}<td class="muted" title="no span was recorded: no tracer that records is set up">–</td>{{end}}<td>{{.Error}}</td></tr>
+{{range .Events}}<tr{{if eq .Status "error"}} class="failed"{{end}}><td class="t">{{clock .Start}}</td><td>{{.Operation}}</td><td>{{.Topic}}</td><td>{{.Group}}</td><td>{{.Subscription}}</td><td class="n">{{if .Attempt}}{{.Attempt}}{{end}}</td><td class="{{.Status}}">{{.Status}}</td><td class="n">{{dur .Duration}}</td><td class="id" title="{{.EventID}}"><a href="?event={{.EventID}}"><code>{{.EventID}}</code></a></td>{{$id := .TraceID}}{{if $id}}<td class="id" title="{{$id}}">{{with $.TraceLink $id}}<a href="{{.}}" target="_blank" rel="noopener"><code>{{$id}}</code></a>{{else}}<code>{{$id}}</code>{{end}}</td>{{else}}<td class="muted" title="no span was recorded: no tracer that records is set up">–</td>{{end}}<td>{{.Error}}</td></tr>
 {{else}}<tr><td colspan="11" class="muted">no events{{if or .Filter.Topic .Filter.Group .Filter.Status}} match the filters{{else}} yet{{end}}</td></tr>{{end}}
 </table></div>
 <script>

@@ -60,6 +60,16 @@ const (
 	AttrSubscription = "eventstream.subscription"
 )
 
+// Lineage attribute keys, on send and process spans: the id of the event
+// whose handler emitted the span's event (absent for an event that starts
+// its chain), and the id of its chain's first event (or the name its
+// emitter gave the chain). A trace query on the correlation id finds a
+// whole chain, across traces.
+const (
+	AttrCausationID   = "eventstream.causation_id"
+	AttrCorrelationID = "eventstream.correlation_id"
+)
+
 // EndedPrivateGroups is the messaging.consumer.group.name under which the
 // deliveries of subscriptions without a group are counted once they ended,
 // so that their totals stay while their series go.

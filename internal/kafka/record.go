@@ -28,6 +28,15 @@ const (
 	HeaderCloudEventsTime        = "ce_time"
 	HeaderContentType            = "content-type"
 
+	// The event's lineage, as CloudEvents extension attributes (lower-case
+	// alphanumeric names; CloudEvents defines no attribute for them): the
+	// id of the event whose handler emitted this one, and the id of the
+	// first event of its chain. Both formats write them (the compact
+	// header's layout is unchanged, so that older consumers still read
+	// it); every consumer reads them, from any producer.
+	HeaderCloudEventsCausationID   = "ce_causationid"
+	HeaderCloudEventsCorrelationID = "ce_correlationid"
+
 	cloudEventsSpecVersion = "1.0"
 	contentTypeJSON        = "application/json"
 )
@@ -247,10 +256,23 @@ func (c *codec) encode(o *outRecord, e *event.Event) error {
 		vals[ceSlotTime] = span{start, len(o.buf)}
 		vals[ceSlotType] = o.add(e.Topic)
 	}
+	// Lineage: the causation id when there is a cause; the correlation id
+	// always in CloudEvents (so that its consumers need no rule), in the
+	// compact format only when it is not the id (absent means "this event
+	// starts its chain").
+	if e.CausationID != "" {
+		hs = append(hs, kgo.RecordHeader{Key: HeaderCloudEventsCausationID})
+		vals = append(vals, o.add(e.CausationID))
+	}
+	if e.CorrelationID != "" && (c.format == FormatCloudEvents || e.CorrelationID != e.ID) {
+		hs = append(hs, kgo.RecordHeader{Key: HeaderCloudEventsCorrelationID})
+		vals = append(vals, o.add(e.CorrelationID))
+	}
 	for k, v := range e.Headers {
 		slot := -1
 		switch k {
-		case HeaderCloudEventsSpecVersion, HeaderCloudEventsID, HeaderCloudEventsTime, HeaderCompact:
+		case HeaderCloudEventsSpecVersion, HeaderCloudEventsID, HeaderCloudEventsTime, HeaderCompact,
+			HeaderCloudEventsCausationID, HeaderCloudEventsCorrelationID:
 			continue // always this event's own
 		case HeaderCloudEventsSource:
 			slot = ceSlotSource
@@ -463,6 +485,9 @@ func (c *codec) decode(r *kgo.Record) (*event.Event, error) {
 	if e.ID == "" {
 		e.ID = r.Topic + "-" + strconv.FormatInt(int64(r.Partition), 10) + "-" + strconv.FormatInt(r.Offset, 10)
 	}
+	if e.CorrelationID == "" {
+		e.CorrelationID = e.ID // no header: the event starts its chain
+	}
 	if e.Time.IsZero() {
 		e.Time = r.Timestamp
 	}
@@ -490,17 +515,18 @@ func (c *codec) decode(r *kgo.Record) (*event.Event, error) {
 	return e, nil
 }
 
-// decodeHeaders fills e.ID, e.Time, e.Key and e.Headers from the record
-// and returns its content-type. The attributes the event holds in its own
-// fields, or that have the value the bus would write anyway, are not
-// repeated in Headers: HeaderCompact, ce_id, ce_time, ce_specversion
-// "1.0", content-type "application/json" and ce_type equal to the topic.
-// Every other header, ce_source included, is there.
+// decodeHeaders fills e.ID, e.Time, e.Key, e.CausationID, e.CorrelationID
+// and e.Headers from the record and returns its content-type. The
+// attributes the event holds in its own fields, or that have the value the
+// bus would write anyway, are not repeated in Headers: HeaderCompact,
+// ce_id, ce_time, ce_causationid, ce_correlationid, ce_specversion "1.0",
+// content-type "application/json" and ce_type equal to the topic. Every
+// other header, ce_source included, is there.
 //
-// The id, the key and the header values kept are copied into one buffer
-// of the event's own: one allocation for all of them. The id outlives the
-// event in spans and the history, and keeps that buffer with it, which is
-// why a buffer much larger than the id gives the id a copy of its own.
+// The ids, the key and the header values kept are copied into one buffer
+// of the event's own: one allocation for all of them. The ids outlive the
+// event in spans and the history, and keep that buffer with them, which is
+// why a buffer much larger than the ids gives them copies of their own.
 func decodeHeaders(e *event.Event, r *kgo.Record) (contentType string) {
 	const maxShared = 256 // bytes of key and header values an id may keep
 	var (
@@ -508,6 +534,8 @@ func decodeHeaders(e *event.Event, r *kgo.Record) (contentType string) {
 		compactSet bool
 		ceID       []byte
 		ceTime     []byte
+		causation  []byte
+		correl     []byte
 	)
 	n, size := 0, len(r.Key)
 	var drop uint64 // bit i: header i is not kept (only the first 64 can be dropped)
@@ -523,6 +551,10 @@ func decodeHeaders(e *event.Event, r *kgo.Record) (contentType string) {
 		case HeaderCloudEventsTime:
 			ceTime = h.Value
 			keep = false
+		case HeaderCloudEventsCausationID:
+			causation, keep = h.Value, false
+		case HeaderCloudEventsCorrelationID:
+			correl, keep = h.Value, false
 		case HeaderCloudEventsSpecVersion:
 			keep = string(h.Value) != cloudEventsSpecVersion
 		case HeaderContentType:
@@ -550,9 +582,16 @@ func decodeHeaders(e *event.Event, r *kgo.Record) (contentType string) {
 		}
 		idBytes = ceID
 	}
-	idLen := len(idBytes)
+	// A correlation id equal to the id is the id's string: one copy less.
+	sameCorrel := len(correl) > 0 && string(correl) == string(idBytes)
+	if sameCorrel {
+		correl = nil
+	}
+	idLen := len(idBytes) + len(causation) + len(correl)
 	if size > maxShared && idLen > 0 {
-		e.ID, idLen = string(idBytes), 0 // a copy of its own
+		// Copies of their own.
+		e.ID, e.CausationID, e.CorrelationID = string(idBytes), string(causation), string(correl)
+		idLen = 0
 	}
 	buf := make([]byte, 0, idLen+size)
 	view := func(b []byte) string {
@@ -566,6 +605,11 @@ func decodeHeaders(e *event.Event, r *kgo.Record) (contentType string) {
 	}
 	if idLen > 0 {
 		e.ID = view(idBytes)
+		e.CausationID = view(causation)
+		e.CorrelationID = view(correl)
+	}
+	if sameCorrel {
+		e.CorrelationID = e.ID
 	}
 	e.Key = view(r.Key)
 	if n > 0 {

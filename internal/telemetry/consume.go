@@ -154,6 +154,7 @@ func (s *Subscription) endProcess(ctx context.Context, e *event.Event, span trac
 		r := record{labels: &s.labels, op: opProcess, attempt: int32(attempt),
 			start: start.UnixNano(), dur: dur}
 		r.fill(e.ID, err, span)
+		r.setLineage(e)
 		t.ring.processes.put(&r)
 	}
 	if span != nil {

@@ -76,6 +76,10 @@ func (t *Telemetry) Emit() event.Middleware {
 			if t.ring != nil {
 				r := record{labels: &s.labels, op: opSend, start: e.Time.UnixNano(), dur: dur}
 				r.fill(e.ID, err, span)
+				r.setLineage(e)
+				if isDeadLetterSend(ctx, e) {
+					r.lineage.flags |= deadLetterSend
+				}
 				t.ring.sends.put(&r)
 			}
 			if span != nil {

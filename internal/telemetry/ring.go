@@ -72,14 +72,16 @@ type record struct {
 	id      [idCap]byte
 	traceID trace.TraceID // zero: no span recorded
 	spanID  trace.SpanID
+	lineage lineage
 }
 
 // recordExtra holds what few records have, out of line so that the ring's
 // slots stay small (they are written on every event).
 type recordExtra struct {
-	longID string
-	errMsg string // set for a failure
-	failed bool
+	longID                         string
+	longCausation, longCorrelation string
+	errMsg                         string // set for a failure
+	failed                         bool
 }
 
 func (r *record) extra() *recordExtra {
@@ -202,5 +204,6 @@ func (r *record) entry() history.Entry {
 	if r.traceID.IsValid() {
 		e.TraceID, e.SpanID = r.traceID.String(), r.spanID.String()
 	}
+	r.fillEntry(&e)
 	return e
 }

@@ -16,17 +16,26 @@ import (
 )
 
 var (
-	keyAttempt      = attribute.Key(telemetry.AttrAttempt)
-	keySubscription = attribute.Key(telemetry.AttrSubscription)
+	keyAttempt       = attribute.Key(telemetry.AttrAttempt)
+	keySubscription  = attribute.Key(telemetry.AttrSubscription)
+	keyCausationID   = attribute.Key(telemetry.AttrCausationID)
+	keyCorrelationID = attribute.Key(telemetry.AttrCorrelationID)
 )
 
-// appendIDAttrs appends messaging.message.id and, on Kafka, the message key.
+// appendIDAttrs appends messaging.message.id, the lineage ids and, on
+// Kafka, the message key.
 // Values that are not valid UTF-8 are left out, as the conventions say for
 // keys without a canonical string form: an exporter refuses a whole batch
 // over one such string.
 func appendIDAttrs(dst []attribute.KeyValue, e *event.Event, withKey bool) []attribute.KeyValue {
 	if utf8.ValidString(e.ID) {
 		dst = append(dst, semconv.MessagingMessageID(e.ID))
+	}
+	if e.CausationID != "" && utf8.ValidString(e.CausationID) {
+		dst = append(dst, keyCausationID.String(e.CausationID))
+	}
+	if e.CorrelationID != "" && utf8.ValidString(e.CorrelationID) {
+		dst = append(dst, keyCorrelationID.String(e.CorrelationID))
 	}
 	if withKey && e.Key != "" && utf8.ValidString(e.Key) {
 		dst = append(dst, semconv.MessagingKafkaMessageKey(e.Key))
@@ -84,9 +93,9 @@ type startBuf struct {
 }
 
 // startBufAttrs fits the longest attribute list (a Kafka process span: 6
-// static, message id, attempt, partition, offset, key). Longer lists still
-// work: append moves them to the heap.
-const startBufAttrs = 12
+// static, message id, causation and correlation ids, attempt, partition,
+// offset, key). Longer lists still work: append moves them to the heap.
+const startBufAttrs = 14
 
 var startBufs = sync.Pool{New: func() any { return new(startBuf) }}
 
