@@ -30,7 +30,10 @@ type bus struct {
 	tr     transport.Transport
 	sched  *lanes.Scheduler
 	obs    *observer // nil when telemetry is off
-	system string
+	// dlStore keeps recent dead letters for Replay where the transport
+	// cannot read them back (deadletterstore.go); nil otherwise.
+	dlStore *deadLetterStore
+	system  string
 
 	// emit is the emit chain ending in the transport.
 	emit Handler
@@ -87,6 +90,9 @@ func newBus(cfg Config, o options, newTransport transportFactory) (*bus, error) 
 		return nil, err
 	}
 	b.tr, b.system = tr, tr.System()
+	if _, reads := tr.(transport.DeadLetterReader); !reads && cfg.Memory.DeadLetterStoreSize > 0 && o.deadLetterTopic != nil {
+		b.dlStore = newDeadLetterStore(cfg.Memory.DeadLetterStoreSize, b.logger)
+	}
 	if !o.telemetryOff {
 		if b.obs, err = newObserver(b); err != nil {
 			_ = tr.Close(context.Background())

@@ -62,6 +62,7 @@ type HandlerOption interface {
 
 type handlerConfig struct {
 	traceURL string // "" or an http(s) URL containing {id}
+	replay   bool   // WithDeadLetterReplay
 }
 
 type handlerOptionFunc func(*handlerConfig)
@@ -106,6 +107,8 @@ func validTraceURL(t string) error {
 //	/stats     JSON Stats
 //	/topology  JSON Topology
 //	/series    JSON []Series, when src is a SeriesSource
+//	/deadletters  dead letters (HTML or JSON), when src is a DeadLetterSource;
+//	           POST /deadletters/replay with WithDeadLetterReplay
 //
 // The page and the JSON of / and /events take filters on recent entries:
 // ?topic= and ?group= (exact names; send entries have no group, so a group
@@ -132,6 +135,9 @@ type handler struct {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.serveDeadLetters(w, r) { // deadletters.go: /deadletters, POST /deadletters/replay
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
