@@ -504,3 +504,32 @@ func getJSON(t *testing.T, u string, v any) {
 		t.Fatal(err)
 	}
 }
+
+// Kafka mode's dead-letter view reads the dead-letter topics of the
+// subscribed topics.
+func TestDebugPageDeadLettersKafka(t *testing.T) {
+	brokers := eventstreamtest.KafkaCluster(t)
+	bus := newKafkaBus(t, brokers, nil, eventstream.WithLogger(slog.New(slog.DiscardHandler)))
+	if _, err := bus.On("orders", func(ctx context.Context, e *eventstream.Event) error {
+		return eventstream.Permanent(errors.New("declined"))
+	}, eventstream.WithConsumerGroup("billing")); err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.Emit(context.Background(), "orders", 1); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(eventstream.DebugHandler(bus))
+	defer srv.Close()
+	var dls []history.DeadLetter
+	waitFor(t, "the dead letter on the page", 30*time.Second, func() bool {
+		getJSON(t, srv.URL+"/deadletters?format=json", &dls)
+		return len(dls) == 1
+	})
+	if d := dls[0]; d.Topic != "orders" || d.Group != "billing" || d.DeadLetterTopic != "orders.dlq" || d.Offset < 0 {
+		t.Fatalf("dead letter: %+v", d)
+	}
+	getJSON(t, srv.URL+"/deadletters?format=json&error_type=none", &dls)
+	if len(dls) != 0 {
+		t.Fatalf("error type filter: %+v", dls)
+	}
+}
