@@ -331,12 +331,14 @@ func (b *bus) describeDeadLetter(topic string, dl *Event) DeadLetter {
 
 // skipReplayFor reports whether e is a replay meant for another consumer
 // group than s's (ReplayToGroup): s acknowledges it without handling it.
+// The dead letter of such a replay keeps the header, and is for every
+// subscriber of its dead-letter topic.
 func skipReplayFor(s *subscription, e *Event) bool {
 	if len(e.Headers) == 0 {
 		return false
 	}
 	g, ok := e.Headers[HeaderReplayGroup]
-	return ok && g != s.group
+	return ok && g != s.group && !s.bus.isDeadLetter(e)
 }
 
 // debugSource's dead-letter view (history.DeadLetterSource).

@@ -533,3 +533,80 @@ func TestDebugPageDeadLettersKafka(t *testing.T) {
 		t.Fatalf("error type filter: %+v", dls)
 	}
 }
+
+// A replay aimed at one group that fails again there is dead-lettered
+// with the header, and that dead letter still reaches every subscriber
+// of the dead-letter topic.
+func TestReplayToGroupDeadLetterReachesEveryone(t *testing.T) {
+	bus := memoryReplayBus(t)
+	if _, err := bus.On("orders", func(ctx context.Context, e *eventstream.Event) error {
+		return eventstream.Permanent(errors.New("declined"))
+	}, eventstream.WithConsumerGroup("billing")); err != nil {
+		t.Fatal(err)
+	}
+	watched := &seen{}
+	if _, err := bus.On("orders.dlq", func(ctx context.Context, e *eventstream.Event) error {
+		watched.add(e)
+		return nil
+	}, eventstream.WithConsumerGroup("dlq-watch")); err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.Emit(context.Background(), "orders", 1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first dead letter watched", 10*time.Second, func() bool { ids, _ := watched.snapshot(); return len(ids) == 1 })
+	res, err := eventstream.Replay(context.Background(), bus, "orders.dlq", eventstream.DeadLetterFilter{}, eventstream.ReplayToGroup("billing"))
+	if err != nil || res.Replayed != 1 {
+		t.Fatalf("replay: %+v, %v", res, err)
+	}
+	waitFor(t, "the replay's dead letter watched", 10*time.Second, func() bool { ids, _ := watched.snapshot(); return len(ids) == 2 })
+	dls, _ := eventstream.ListDeadLetters(context.Background(), bus, "orders.dlq", eventstream.DeadLetterFilter{}, 0)
+	if len(dls) != 1 || dls[0].ReplayCount != 1 {
+		t.Fatalf("dead letters after the failed replay: %+v", dls)
+	}
+}
+
+// The replay's send span links to the dead letter's trace on Kafka too,
+// where that trace travels in the dead letter's headers.
+func TestReplaySendSpanLinksKafka(t *testing.T) {
+	brokers := eventstreamtest.KafkaCluster(t)
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer tp.Shutdown(context.Background())
+	bus := newKafkaBus(t, brokers, nil, eventstream.WithTracerProvider(tp), eventstream.WithLogger(slog.New(slog.DiscardHandler)))
+	var broken atomic.Bool
+	broken.Store(true)
+	if _, err := bus.On("orders", func(ctx context.Context, e *eventstream.Event) error {
+		if broken.Load() {
+			return eventstream.Permanent(errors.New("declined"))
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.Emit(context.Background(), "orders", 1); err != nil {
+		t.Fatal(err)
+	}
+	var dls []eventstream.DeadLetter
+	waitFor(t, "a dead letter", 30*time.Second, func() bool {
+		dls, _ = eventstream.ListDeadLetters(context.Background(), bus, "orders.dlq", eventstream.DeadLetterFilter{}, 0)
+		return len(dls) == 1
+	})
+	broken.Store(false)
+	if res, err := eventstream.Replay(context.Background(), bus, "orders.dlq", eventstream.DeadLetterFilter{}); err != nil || res.Replayed != 1 {
+		t.Fatalf("replay: %+v, %v", res, err)
+	}
+	var sends []sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		if s.Name() == "send orders" {
+			sends = append(sends, s)
+		}
+	}
+	if len(sends) != 2 || dls[0].TraceID != sends[0].SpanContext().TraceID().String() {
+		t.Fatalf("sends %d, dead letter trace %s", len(sends), dls[0].TraceID)
+	}
+	links := sends[1].Links()
+	if len(links) != 1 || links[0].SpanContext.TraceID() != sends[0].SpanContext().TraceID() || sends[1].SpanContext().TraceID() == sends[0].SpanContext().TraceID() {
+		t.Fatalf("replay send span: trace %s, links %v", sends[1].SpanContext().TraceID(), links)
+	}
+}

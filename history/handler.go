@@ -394,7 +394,7 @@ select{max-width:16em}
 <body>
 <h1>EventStream debug page</h1>
 <p>One event bus in this process: its recent events, its stats per topic and consumer group, and its topology (topics, consumer groups, subscriptions), read from the bus's own measurements, the same that feed its spans and metrics.</p>
-<p class="muted">As of {{clock .Time}} · <a href="{{.JSONQuery}}">this page as JSON</a></p>
+<p class="muted">As of {{clock .Time}} · <a href="{{.JSONQuery}}">this page as JSON</a> · <a href="deadletters">dead letters</a></p>
 
 <form id="controls" method="get">
 <label>topic <select name="topic"><option value="">all</option>{{range .Topics}}<option{{if eq . $.Filter.Topic}} selected{{end}}>{{.}}</option>{{end}}</select></label>
