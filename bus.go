@@ -170,6 +170,15 @@ type MemoryConfig struct {
 	DisableHistory bool
 	// DisableMetrics turns GetStats's counters off. Default false.
 	DisableMetrics bool
+	// DeadLetterStoreSize bounds the dead letters kept for Replay,
+	// ListDeadLetters and the debug page where the transport cannot read
+	// dead-letter topics back (memory mode, an MQ adapter); once full, the
+	// oldest makes room. Kafka mode reads its dead-letter topics instead.
+	// Default 1000.
+	DeadLetterStoreSize int
+	// DisableDeadLetterStore keeps no dead letters (Replay then returns
+	// ErrReplayUnsupported in memory mode). Default false.
+	DisableDeadLetterStore bool
 }
 
 // Defaults, in one place.
@@ -178,13 +187,15 @@ const (
 	defaultPoolExpiry      = 10 * time.Second
 	defaultBufferSize      = 1000
 	defaultMaxHistorySize  = 10000
+	defaultDeadLetterStore = 1000
 	defaultShutdownTimeout = 30 * time.Second
 
 	// Upper bounds, so that a huge value is a clear error rather than an
 	// allocation that cannot succeed.
-	maxPoolSize    = 1 << 20
-	maxBufferSize  = 1 << 24
-	maxHistorySize = 1 << 24
+	maxPoolSize        = 1 << 20
+	maxBufferSize      = 1 << 24
+	maxHistorySize     = 1 << 24
+	maxDeadLetterStore = 1 << 20
 )
 
 // DefaultConfig returns a memory-mode configuration with history and stats on.
@@ -193,10 +204,11 @@ func DefaultConfig() *Config {
 		Mode: ModeMemory,
 		Pool: PoolConfig{Size: defaultPoolSize, ExpiryDuration: defaultPoolExpiry},
 		Memory: &MemoryConfig{
-			BufferSize:     defaultBufferSize,
-			EnableHistory:  true,
-			MaxHistorySize: defaultMaxHistorySize,
-			EnableMetrics:  true,
+			BufferSize:          defaultBufferSize,
+			EnableHistory:       true,
+			MaxHistorySize:      defaultMaxHistorySize,
+			EnableMetrics:       true,
+			DeadLetterStoreSize: defaultDeadLetterStore,
 		},
 		ShutdownTimeout: defaultShutdownTimeout,
 	}
@@ -270,7 +282,7 @@ func (c *Config) normalize() (Config, error) {
 	case n.Pool.ExpiryDuration == 0:
 		n.Pool.ExpiryDuration = defaultPoolExpiry
 	}
-	mem := MemoryConfig{BufferSize: defaultBufferSize, MaxHistorySize: defaultMaxHistorySize}
+	mem := MemoryConfig{BufferSize: defaultBufferSize, MaxHistorySize: defaultMaxHistorySize, DeadLetterStoreSize: defaultDeadLetterStore}
 	if c.Memory != nil {
 		mem = *c.Memory
 		if !mem.EnableHistory && !mem.EnableMetrics {
@@ -295,6 +307,16 @@ func (c *Config) normalize() (Config, error) {
 	}
 	if c.Memory == nil {
 		mem.EnableHistory, mem.EnableMetrics = true, true
+	}
+	switch {
+	case mem.DeadLetterStoreSize < 0:
+		return n, &ConfigError{Field: "Memory.DeadLetterStoreSize", Reason: "must not be negative"}
+	case mem.DeadLetterStoreSize > maxDeadLetterStore:
+		return n, &ConfigError{Field: "Memory.DeadLetterStoreSize", Reason: "must be at most " + strconv.Itoa(maxDeadLetterStore)}
+	case mem.DisableDeadLetterStore:
+		mem.DeadLetterStoreSize = 0
+	case mem.DeadLetterStoreSize == 0:
+		mem.DeadLetterStoreSize = defaultDeadLetterStore
 	}
 	mem.EnableHistory = mem.EnableHistory && !mem.DisableHistory
 	mem.EnableMetrics = mem.EnableMetrics && !mem.DisableMetrics

@@ -34,6 +34,9 @@ type bus struct {
 	// deadLetterUndecodable: events the transport cannot decode are
 	// dead-lettered, not handled (set by the mode: Kafka's NonJSON).
 	deadLetterUndecodable bool
+	// dlStore keeps recent dead letters for Replay where the transport
+	// cannot read them back (deadletterstore.go); nil otherwise.
+	dlStore *deadLetterStore
 
 	// emit is the emit chain ending in the transport.
 	emit Handler
@@ -90,6 +93,9 @@ func newBus(cfg Config, o options, newTransport transportFactory) (*bus, error) 
 		return nil, err
 	}
 	b.tr, b.system = tr, tr.System()
+	if _, reads := tr.(transport.DeadLetterReader); !reads && cfg.Memory.DeadLetterStoreSize > 0 && o.deadLetterTopic != nil {
+		b.dlStore = newDeadLetterStore(cfg.Memory.DeadLetterStoreSize, b.logger)
+	}
 	if !o.telemetryOff {
 		if b.obs, err = newObserver(b); err != nil {
 			_ = tr.Close(context.Background())

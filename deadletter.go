@@ -33,6 +33,18 @@ const (
 	HeaderDeadLetterCausationID = "eventstream-dlq-original-causation-id"
 )
 
+// Headers set on an event that Replay put back (replay.go).
+const (
+	// HeaderReplayCount is how often the event was replayed: 1 for the
+	// first replay. A dead letter of a replayed event keeps it, so the
+	// next replay counts on.
+	HeaderReplayCount = "eventstream-replay-count"
+	// HeaderReplayGroup, when set, names the one consumer group meant to
+	// handle the replayed event (ReplayToGroup); every other group's
+	// subscriptions acknowledge it unhandled.
+	HeaderReplayGroup = "eventstream-replay-group"
+)
+
 // isDeadLetter reports whether e is one of this bus's dead letters: it names
 // its original topic, and this bus would dead-letter that topic to e's. A
 // foreign record that merely carries the header is an ordinary event.
@@ -123,6 +135,7 @@ func (b *bus) deadLetter(ctx context.Context, s *subscription, e *Event, cause e
 		}
 		delay = min(2*delay, deadLetterRetryMax)
 	}
+	b.keepDeadLetter(dl) // for Replay, where the transport cannot read dead letters back
 	if s.tel != nil {
 		s.tel.RecordDeadLetter(cause)
 	}

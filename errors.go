@@ -41,6 +41,12 @@ var (
 	// ErrKafka: a Kafka operation failed (connect, produce, topic setup,
 	// group join); the *KafkaError names it and wraps the broker's error.
 	ErrKafka = kafka.ErrKafka
+	// ErrReplay: Replay could not re-emit a dead letter; the *ReplayError
+	// says which, and the dead letter stays where it was.
+	ErrReplay = errors.New("eventstream: dead-letter replay failed")
+	// ErrReplayUnsupported: the bus keeps no dead letters to replay or
+	// list; the *ReplayUnsupportedError says why.
+	ErrReplayUnsupported = errors.New("eventstream: dead-letter replay not supported")
 )
 
 // ConfigError names the Config field or option that is wrong. Err, when
@@ -168,3 +174,27 @@ func fromTransport(err error) error {
 	}
 	return err
 }
+
+// ReplayError reports the dead letters Replay could not re-emit: how many,
+// and the first one's original id and topic with its error (Err).
+type ReplayError struct {
+	Failed int
+	ID     string
+	Topic  string
+	Err    error
+}
+
+func (e *ReplayError) Error() string {
+	return fmt.Sprintf("eventstream: %d dead letter(s) not replayed; the first, event %q of topic %q: %v", e.Failed, e.ID, e.Topic, e.Err)
+}
+
+func (e *ReplayError) Unwrap() []error { return []error{ErrReplay, e.Err} }
+
+// ReplayUnsupportedError says why a bus has no dead letters to replay.
+type ReplayUnsupportedError struct{ Reason string }
+
+func (e *ReplayUnsupportedError) Error() string {
+	return "eventstream: dead-letter replay not supported: " + e.Reason
+}
+
+func (e *ReplayUnsupportedError) Unwrap() error { return ErrReplayUnsupported }

@@ -74,6 +74,9 @@ var errShutdown = errors.New("eventstream: event cut off by shutdown")
 // event and decides its dead letter, in one place for every transport.
 func (s *subscription) deliver(ctx context.Context, e *Event, failure error) error {
 	b := s.bus
+	if skipReplayFor(s, e) { // replay.go: a replay meant for another group
+		return nil
+	}
 	if failure != nil {
 		failure = fromTransport(failure)
 		switch {

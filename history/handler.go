@@ -62,6 +62,7 @@ type HandlerOption interface {
 
 type handlerConfig struct {
 	traceURL string // "" or an http(s) URL containing {id}
+	replay   bool   // WithDeadLetterReplay
 }
 
 type handlerOptionFunc func(*handlerConfig)
@@ -108,6 +109,8 @@ func validTraceURL(t string) error {
 //	/stats     JSON Stats
 //	/topology  JSON Topology
 //	/series    JSON []Series, when src is a SeriesSource
+//	/deadletters  dead letters (HTML or JSON), when src is a DeadLetterSource;
+//	           POST /deadletters/replay with WithDeadLetterReplay
 //
 // The page and the JSON of / and /events take filters on recent entries:
 // ?topic= and ?group= (exact names; send entries have no group, so a group
@@ -134,6 +137,9 @@ type handler struct {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.serveDeadLetters(w, r) { // deadletters.go: /deadletters, POST /deadletters/replay
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
@@ -393,7 +399,7 @@ select{max-width:16em}
 <body>
 <h1>EventStream debug page</h1>
 <p>One event bus in this process: its recent events, its stats per topic and consumer group, and its topology (topics, consumer groups, subscriptions), read from the bus's own measurements, the same that feed its spans and metrics.</p>
-<p class="muted">As of {{clock .Time}} · <a href="{{.JSONQuery}}">this page as JSON</a></p>
+<p class="muted">As of {{clock .Time}} · <a href="{{.JSONQuery}}">this page as JSON</a> · <a href="deadletters">dead letters</a></p>
 
 <form id="controls" method="get">
 <label>topic <select name="topic"><option value="">all</option>{{range .Topics}}<option{{if eq . $.Filter.Topic}} selected{{end}}>{{.}}</option>{{end}}</select></label>

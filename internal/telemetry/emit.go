@@ -104,6 +104,7 @@ func (t *Telemetry) startSend(ctx context.Context, s *sendSeries, e *event.Event
 	attrs = append(attrs, t.sendSpan...)
 	attrs = appendIDAttrs(attrs, e, !t.inProcess)
 	opts := append(sb.opts[:0], spanKindProducer, sb.attributes(attrs))
+	opts = appendSendLink(ctx, opts) // link.go: a replay's link to its dead letter
 	ctx, span := t.tracer.Start(ctx, s.spanName, opts...)
 	sb.put(opts)
 	return ctx, span

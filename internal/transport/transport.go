@@ -131,6 +131,46 @@ type (
 	AgeReporter interface {
 		ReportAge(now time.Time, observe func(topic, group string, age time.Duration))
 	}
+	// DeadLetterReader reads a dead-letter topic on its own, outside any
+	// subscription (Kafka: a client of its own; progress committed for a
+	// group of its own). A transport without it has its dead letters kept
+	// by the bus.
+	DeadLetterReader interface {
+		ReadDeadLetters(ctx context.Context, r DeadLetterRead) error
+	}
+)
+
+// DeadLetterRead is one read of a dead-letter topic, bounded by the end of
+// the topic when it starts.
+type DeadLetterRead struct {
+	Topic string
+	// Group's committed offsets are where the read starts ("": the start
+	// of the topic).
+	Group string
+	// Commit records progress for Group: past every record visited, up
+	// to the first VisitStop of each partition (a store of dead letters
+	// drops those VisitDone).
+	Commit bool
+	// Last, when positive, reads at most the last Last records of each
+	// partition.
+	Last int64
+	// Visit is called for each record, in order within a partition, from
+	// one goroutine.
+	Visit func(e *event.Event) Visit
+}
+
+// Visit is what became of one dead letter read.
+type Visit int
+
+const (
+	// VisitDone: handled (replayed). Progress moves past it; a store drops it.
+	VisitDone Visit = iota
+	// VisitPassed: left as it is (filtered out, listed). Progress moves
+	// past it; a store keeps it.
+	VisitPassed
+	// VisitStop: not done (its replay failed). Progress stops before it
+	// and its partition is read no further; a store keeps it.
+	VisitStop
 )
 
 // ErrClosed is returned by Publish once the transport drains or is closed;
