@@ -38,6 +38,9 @@ type Transport struct {
 
 	closing    atomic.Bool // Drain ended or gave up: Publish refuses
 	publishing atomic.Int64
+
+	retention Retention // off unless NewRetaining turned it on
+	retained  sync.Map  // string → *retained, with retention on
 }
 
 type topicRoutes struct {
@@ -108,6 +111,9 @@ func (t *Transport) Publish(ctx context.Context, e *event.Event, o transport.Pub
 	defer t.publishing.Add(-1)
 	if t.closing.Load() {
 		return transport.ErrClosed
+	}
+	if t.retention.Events > 0 {
+		return t.publishRetained(ctx, e, o)
 	}
 	var buf [8]*lane
 	targets := buf[:0]
@@ -199,7 +205,14 @@ func (t *Transport) Subscribe(s *transport.Sub) error {
 		groups = append(groups, g)
 	}
 	if !found {
-		groups = append(groups, &groupRoute{name: s.Group, rr: new(atomic.Uint64), lanes: m.lanes})
+		g := &groupRoute{name: s.Group, rr: new(atomic.Uint64), lanes: m.lanes}
+		groups = append(groups, g)
+		if t.retention.Events > 0 {
+			r := t.log(s.Topic)
+			r.mu.Lock()
+			defer r.mu.Unlock() // after the route is stored: see publishRetained
+			t.replayLocked(r, s, g)
+		}
 	}
 	tr.groups.Store(&groups)
 	return nil
@@ -231,6 +244,7 @@ func (t *Transport) removeLocked(m *member) {
 				}
 			}
 			if len(kept) == 0 {
+				t.groupLeft(s)
 				continue
 			}
 			g = &groupRoute{name: g.name, rr: g.rr, lanes: kept}
