@@ -179,6 +179,18 @@ type MemoryConfig struct {
 	// DisableDeadLetterStore keeps no dead letters (Replay then returns
 	// ErrReplayUnsupported in memory mode). Default false.
 	DisableDeadLetterStore bool
+	// RetainEvents, in memory mode, keeps the last RetainEvents events of
+	// each topic, so that a consumer group that subscribes later starts
+	// with them (oldest first), as a new Kafka group does with
+	// InitialOffsetEarliest; a named group whose last member left resumes
+	// with what it missed that is still kept. Default 0: nothing is kept
+	// and a new group starts with the next event. Ignored in distributed
+	// mode, where the broker keeps the log. See the README's Retention.
+	RetainEvents int
+	// RetainFor, with RetainEvents, also drops kept events older than
+	// this. Default 0: kept until RetainEvents newer ones push them out.
+	// It may not be set without RetainEvents, the bound on memory.
+	RetainFor time.Duration
 }
 
 // Defaults, in one place.
@@ -248,7 +260,7 @@ func New(config *Config, opts ...Option) (EventBus, error) {
 	}
 	switch cfg.Mode {
 	case ModeMemory:
-		b, err := newBus(cfg, o, newMemoryTransport)
+		b, err := newBus(cfg, o, memoryTransport(cfg.Memory))
 		if err != nil {
 			return nil, err
 		}
@@ -295,6 +307,16 @@ func (c *Config) normalize() (Config, error) {
 			mem.BufferSize = defaultBufferSize
 		case mem.BufferSize > maxBufferSize:
 			return n, &ConfigError{Field: "Memory.BufferSize", Reason: "must be at most " + strconv.Itoa(maxBufferSize)}
+		}
+		switch {
+		case mem.RetainEvents < 0:
+			return n, &ConfigError{Field: "Memory.RetainEvents", Reason: "must not be negative"}
+		case mem.RetainEvents > maxBufferSize:
+			return n, &ConfigError{Field: "Memory.RetainEvents", Reason: "must be at most " + strconv.Itoa(maxBufferSize)}
+		case mem.RetainFor < 0:
+			return n, &ConfigError{Field: "Memory.RetainFor", Reason: "must not be negative"}
+		case mem.RetainFor > 0 && mem.RetainEvents == 0:
+			return n, &ConfigError{Field: "Memory.RetainFor", Reason: "needs Memory.RetainEvents, the bound on what is kept"}
 		}
 		switch {
 		case mem.MaxHistorySize < 0:

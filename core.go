@@ -269,6 +269,13 @@ func (b *bus) On(topic string, handler EventHandler, opts ...SubscribeOption) (S
 			s.group = gn.PrivateGroup(topic, id)
 		}
 	}
+	if so.breaker != nil {
+		c, err := so.breaker.normalize()
+		if err != nil {
+			return nil, err
+		}
+		s.breaker = newBreaker(s, c)
+	}
 	if err := s.build(handler, *policy, so.middleware); err != nil {
 		return nil, err
 	}

@@ -87,6 +87,13 @@ func TestHandlerChainsUnderTinyPools(t *testing.T) {
 			b := quietBus(t, smallConfig(pool, 1))
 			var endOK, dead atomic.Int64
 			const stages, n = 4, 200
+			// Group c has a circuit breaker and its dependency is down for a
+			// while: its circuit opens, holds its events, probes, resumes.
+			var outage atomic.Bool
+			outage.Store(true)
+			time.AfterFunc(100*time.Millisecond, func() { outage.Store(false) })
+			var cDone, cDead [stages]atomic.Int64
+			breaker := eventstream.WithCircuitBreaker(eventstream.CircuitBreaker{ConsecutiveFailures: 2, CoolDown: 20 * time.Millisecond})
 			for s := 0; s < stages; s++ {
 				topic, next := fmt.Sprintf("stage%d", s), fmt.Sprintf("stage%d", s+1)
 				last := s == stages-1
@@ -114,7 +121,23 @@ func TestHandlerChainsUnderTinyPools(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				if _, err := b.On(topic+".dlq", func(context.Context, *eventstream.Event) error { dead.Add(1); return nil }); err != nil {
+				if _, err := b.On(topic, func(ctx context.Context, e *eventstream.Event) error {
+					if outage.Load() {
+						return errors.New("dependency down")
+					}
+					cDone[s].Add(1)
+					return nil
+				}, eventstream.WithConsumerGroup("c"), eventstream.WithConcurrency(2), breaker); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := b.On(topic+".dlq", func(_ context.Context, e *eventstream.Event) error {
+					if e.Header(eventstream.HeaderDeadLetterGroup) == "c" {
+						cDead[s].Add(1)
+					} else {
+						dead.Add(1)
+					}
+					return nil
+				}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -136,8 +159,20 @@ func TestHandlerChainsUnderTinyPools(t *testing.T) {
 				}
 			}
 			waitFor(t, "every event handled or dead-lettered", 20*time.Second, func() bool {
+				for s := range stages {
+					if cDone[s].Load()+cDead[s].Load() != n {
+						return false
+					}
+				}
 				return endOK.Load() == n && dead.Load() == wantDead
 			})
+			for s := range stages {
+				// Only the events that ran and failed their attempts go to
+				// the dead-letter topic; those the open circuit held do not.
+				if d := cDead[s].Load(); d >= n/4 {
+					t.Errorf("stage %d: group c dead-lettered %d of %d events in an outage its circuit should have held", s, d, n)
+				}
+			}
 			if err := b.Close(); err != nil {
 				t.Fatalf("Close: %v", err)
 			}

@@ -11,4 +11,10 @@ import (
 // waits for room in every consumer group's lane before it enqueues in any.
 // Emits from handlers and dead letters never wait for room: they may run on
 // the very worker a full lane waits for.
-func newMemoryTransport(h transport.Host) (transport.Transport, error) { return memory.New(h), nil }
+// With Memory.RetainEvents set, each topic keeps its last events for the
+// groups that join later (internal/memory's retain.go).
+func memoryTransport(mc *MemoryConfig) transportFactory {
+	return func(h transport.Host) (transport.Transport, error) {
+		return memory.NewRetaining(h, memory.Retention{Events: mc.RetainEvents, Age: mc.RetainFor}), nil
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/time/rate"
 
 	"libx.net/eventstream"
@@ -175,4 +176,33 @@ func TestDedupThroughBusRetry(t *testing.T) {
 			t.Errorf("duplicates = %d, want 0", dedup.Duplicates())
 		}
 	})
+}
+
+// In Kafka mode a producer that retried writes the same event twice (one
+// ce_id, two records): Dedup hands it to the handler once.
+func TestDedupKafkaProducerDuplicate(t *testing.T) {
+	brokers := eventstreamtest.KafkaCluster(t)
+	topic := eventstreamtest.Topic(t)
+	createTopic(t, brokers, topic, 1)
+	b := newKafkaBus(t, brokers, nil)
+	dedup := middleware.NewDedup()
+	got := newEvents()
+	if _, err := b.On(topic, got.handler, eventstream.WithSubscriptionMiddleware(dedup.Middleware)); err != nil {
+		t.Fatal(err)
+	}
+	ce := func(id, v string) *kgo.Record {
+		return &kgo.Record{Topic: topic, Value: []byte(v), Headers: []kgo.RecordHeader{
+			{Key: "ce_specversion", Value: []byte("1.0")}, {Key: "ce_id", Value: []byte(id)},
+			{Key: "ce_source", Value: []byte("/shop")}, {Key: "ce_type", Value: []byte("order")},
+			{Key: "content-type", Value: []byte("application/cloudevents+json")}}}
+	}
+	if err := rawClient(t, brokers).ProduceSync(context.Background(),
+		ce("order-1", `1`), ce("order-1", `1`), ce("order-2", `2`)).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	got.wait(t, 2)
+	waitFor(t, "the duplicate counted", 10*time.Second, func() bool { return dedup.Duplicates() == 1 })
+	if evs := got.wait(t, 2); len(evs) != 2 || evs[0].ID != "order-1" || evs[1].ID != "order-2" {
+		t.Errorf("handled %d events (%s, %s), want order-1 and order-2 once each", len(evs), evs[0].ID, evs[1].ID)
+	}
 }

@@ -50,6 +50,7 @@ func newObserver(b *bus) (*observer, error) {
 	if lr, ok := b.tr.(transport.LagReporter); ok {
 		o.gauges = append(o.gauges, tel.ObserveLag(lr.ReportLag))
 	}
+	o.gauges = append(o.gauges, tel.ObserveCircuits(b.circuitStates))
 	if ar, ok := b.tr.(transport.AgeReporter); ok {
 		o.gauges = append(o.gauges, tel.ObserveTimeLag(ar.ReportAge))
 	}
@@ -105,11 +106,13 @@ func (b *bus) GetHistory(n int) []HistoryEntry {
 func (b *bus) Topology() history.Topology {
 	b.mu.Lock()
 	byTopic := map[string]map[string][]string{}
+	members := map[[2]string][]*subscription{}
 	for _, s := range b.subs {
 		if byTopic[s.topic] == nil {
 			byTopic[s.topic] = map[string][]string{}
 		}
 		byTopic[s.topic][s.group] = append(byTopic[s.topic][s.group], s.id)
+		members[[2]string{s.topic, s.group}] = append(members[[2]string{s.topic, s.group}], s)
 	}
 	b.mu.Unlock()
 	var t history.Topology
@@ -117,7 +120,8 @@ func (b *bus) Topology() history.Topology {
 		node := history.TopicNode{Name: topic}
 		for g, subs := range groups {
 			sort.Strings(subs)
-			node.Groups = append(node.Groups, history.GroupNode{Name: g, Subscriptions: subs})
+			node.Groups = append(node.Groups, history.GroupNode{Name: g, Subscriptions: subs,
+				Circuit: circuitName(members[[2]string{topic, g}])})
 		}
 		sort.Slice(node.Groups, func(i, j int) bool { return node.Groups[i].Name < node.Groups[j].Name })
 		t.Topics = append(t.Topics, node)

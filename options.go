@@ -143,6 +143,7 @@ type subOptions struct {
 	concurrency int
 	retry       *RetryPolicy
 	middleware  []Middleware
+	breaker     *CircuitBreaker // nil: none (circuit.go)
 }
 
 type subOptionFunc func(*subOptions)

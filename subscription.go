@@ -23,6 +23,7 @@ type subscription struct {
 	private     bool
 	concurrency int
 	tel         *itel.Subscription // nil when telemetry is off
+	breaker     *breaker           // nil without WithCircuitBreaker
 	ts          *transport.Sub
 
 	// handle is the whole consume chain; deliver adds the dead letter.
@@ -54,7 +55,11 @@ func (s *subscription) build(h Handler, policy RetryPolicy, subMW []Middleware) 
 	inner = append(inner, middleware.Logging(b.logger.With("group", s.group)), middleware.Recover())
 	inner = append(inner, b.opts.middleware...)
 	inner = append(inner, subMW...)
-	s.handle = event.Chain(event.Chain(h, inner...), append(outer, retry)...)
+	outer = append(outer, retry)
+	if s.breaker != nil { // between the retry and an attempt: circuit.go
+		outer = append(outer, s.breaker.middleware)
+	}
+	s.handle = event.Chain(event.Chain(h, inner...), outer...)
 	return nil
 }
 

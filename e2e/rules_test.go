@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -66,13 +67,21 @@ func TestPromtool(t *testing.T) {
 		}
 		t.Skip("promtool not installed (apt-get install prometheus, or scripts/prometheus.sh install)")
 	}
-	for _, args := range [][]string{
-		{"check", "config", "../grafana/prometheus/prometheus.yml"},
-		{"check", "rules", rulesDir + "/eventstream.rules.yml"},
-		{"test", "rules", rulesDir + "/eventstream.rules.test.yml"},
-		{"check", "rules", rulesDir + "/eventstream.slo.rules.yml"},
-		{"test", "rules", rulesDir + "/eventstream.slo.rules.test.yml"},
-	} {
+	runs := [][]string{{"check", "config", "../grafana/prometheus/prometheus.yml"}}
+	// Every rule file Prometheus loads (prometheus.yml: rules/*.rules.yml),
+	// and every unit test beside them.
+	rules, _ := filepath.Glob(rulesDir + "/*.rules.yml")
+	tests, _ := filepath.Glob(rulesDir + "/*.rules.test.yml")
+	if len(rules) == 0 || len(tests) == 0 {
+		t.Fatalf("no rule files or rule tests in %s", rulesDir)
+	}
+	for _, f := range rules {
+		runs = append(runs, []string{"check", "rules", f})
+	}
+	for _, f := range tests {
+		runs = append(runs, []string{"test", "rules", f})
+	}
+	for _, args := range runs {
 		out, err := exec.Command(bin, args...).CombinedOutput()
 		if err != nil {
 			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)

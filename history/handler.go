@@ -29,6 +29,10 @@ type TopicNode struct {
 type GroupNode struct {
 	Name          string   `json:"name"`
 	Subscriptions []string `json:"subscriptions"`
+	// Circuit is the group's circuit-breaker state in this process
+	// ("closed", "half-open", "open"; the worst of its subscriptions), ""
+	// when it has no breaker.
+	Circuit string `json:"circuit,omitempty"`
 }
 
 // Source is what Handler shows; the bus's DebugHandler serves one over
@@ -391,6 +395,7 @@ td{overflow-wrap:anywhere}
 #events td.id{white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 code{font:12px ui-monospace,monospace}.ok{color:#1a7f37}.error{color:#cf222e;font-weight:600}
 tr.failed td{background:#fff5f5}
+.circuit-open{color:#b00}.circuit-half-open{color:#a60}
 .muted{color:#666}ul{margin:.2em 0}
 form{display:flex;flex-wrap:wrap;gap:.4em 1.2em;align-items:center;margin:.8em 0;padding:.5em .7em;background:#fff;border:1px solid #ddd}
 select{max-width:16em}
@@ -422,7 +427,7 @@ select{max-width:16em}
 
 <h2>Topology</h2>
 {{if .Topology.Topics}}<ul id="topology">{{range .Topology.Topics}}
-<li><b>{{.Name}}</b><ul>{{range .Groups}}<li>group <b>{{.Name}}</b>: {{range $i, $s := .Subscriptions}}{{if $i}}, {{end}}<code>{{$s}}</code>{{end}}</li>{{else}}<li class="muted">no consumer groups</li>{{end}}</ul></li>{{end}}
+<li><b>{{.Name}}</b><ul>{{range .Groups}}<li>group <b>{{.Name}}</b>: {{range $i, $s := .Subscriptions}}{{if $i}}, {{end}}<code>{{$s}}</code>{{end}}{{with .Circuit}} · circuit <b class="circuit-{{.}}">{{.}}</b>{{end}}</li>{{else}}<li class="muted">no consumer groups</li>{{end}}</ul></li>{{end}}
 </ul>{{else}}<p class="muted">no topics</p>{{end}}
 
 <h2>Recent events <span class="muted">({{len .Events}} shown, newest first, up to {{.Limit}}{{with .Filter.Topic}}; topic {{.}}{{end}}{{with .Filter.Group}}; group {{.}}{{end}}{{with .Filter.Status}}; status {{.}}{{end}})</span></h2>

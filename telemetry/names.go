@@ -51,6 +51,7 @@ const (
 	MetricPoolWaiting     = "eventstream.pool.waiting"        // gauge {task}
 	MetricConsumerLag     = "eventstream.consumer.lag"        // gauge {message}, Kafka mode
 	MetricTimeLag         = "eventstream.consumer.time_lag"   // gauge s, age of the oldest event not yet handled
+	MetricCircuitState    = "eventstream.circuit.state"       // gauge {state}: 0 closed, 1 half-open, 2 open
 )
 
 // Attribute keys of the library's own namespace, on process spans

@@ -175,7 +175,10 @@ func subscribe(bus eventstream.EventBus, obs *otelsetup.Setup, service string, r
 			time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond) // an e-mail is sent
 			otelsetup.Logger(ctx, obs.Logger).DebugContext(ctx, "confirmation sent", "order", o.ID)
 			return nil
-		}, eventstream.WithConsumerGroup(service), eventstream.WithConcurrency(4), retry)
+		}, eventstream.WithConsumerGroup(service), eventstream.WithConcurrency(4), retry,
+			// A mail server outage pauses the group (eventstream.circuit.state)
+			// instead of dead-lettering every confirmation.
+			eventstream.WithCircuitBreaker(eventstream.CircuitBreaker{ConsecutiveFailures: 10, CoolDown: 10 * time.Second}))
 	case "points-service":
 		_, err = bus.On("order.created", func(ctx context.Context, e *eventstream.Event) error {
 			var o order

@@ -44,6 +44,9 @@ type Transport struct {
 	closing    atomic.Bool // Drain ended or gave up: Publish refuses
 	closed     atomic.Bool // Close ran: leaving members stop waiting for stuck handlers
 	publishing atomic.Int64
+
+	retention Retention // off unless NewRetaining turned it on
+	retained  sync.Map  // string → *retained, with retention on
 }
 
 type topicRoutes struct {
@@ -131,6 +134,9 @@ func (t *Transport) Publish(ctx context.Context, e *event.Event, o transport.Pub
 	defer t.publishing.Add(-1)
 	if t.closing.Load() {
 		return transport.ErrClosed
+	}
+	if t.retention.Events > 0 {
+		return t.publishRetained(ctx, e, o)
 	}
 	var buf [8]*lane
 	targets := buf[:0]
@@ -224,7 +230,14 @@ func (t *Transport) Subscribe(s *transport.Sub) error {
 		groups = append(groups, g)
 	}
 	if !found {
-		groups = append(groups, &groupRoute{name: s.Group, rr: new(atomic.Uint64), members: []*member{m}, lanes: m.lanes})
+		g := &groupRoute{name: s.Group, rr: new(atomic.Uint64), members: []*member{m}, lanes: m.lanes}
+		groups = append(groups, g)
+		if t.retention.Events > 0 {
+			r := t.log(s.Topic)
+			r.mu.Lock()
+			defer r.mu.Unlock() // after the route is stored: see publishRetained
+			t.replayLocked(r, s, g)
+		}
 	}
 	tr.groups.Store(&groups)
 	return nil
@@ -257,6 +270,7 @@ func (t *Transport) removeLocked(m *member) {
 				}
 			}
 			if len(ng.members) == 0 {
+				t.groupLeft(s)
 				continue
 			}
 			g = ng

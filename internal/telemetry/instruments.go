@@ -25,6 +25,7 @@ const (
 	unitRetry     = "{retry}"
 	unitGoroutine = "{goroutine}"
 	unitTask      = "{task}"
+	unitState     = "{state}"
 	unitSeconds   = "s"
 
 	descRetries         = "Number of handler attempts that failed and were scheduled for a retry."
@@ -37,6 +38,7 @@ const (
 	descPoolCapacity    = "Capacity of the worker pool."
 	descPoolWaiting     = "Number of tasks waiting for a free worker."
 	descConsumerLag     = "Records between a group's committed offset and the partition's end (Kafka mode)."
+	descCircuitState    = "State of a consumer group's circuit breaker in this process: 0 closed, 1 half-open, 2 open (the worst of its subscriptions)."
 	descTimeLag         = "Age of the oldest event accepted for a consumer group and not yet handled; 0 when the group is caught up."
 )
 
@@ -62,6 +64,7 @@ type instruments struct {
 	poolWaiting  metric.Int64ObservableGauge
 	consumerLag  metric.Int64ObservableGauge
 	timeLag      metric.Float64ObservableGauge
+	circuitState metric.Int64ObservableGauge
 }
 
 func (in *instruments) init(m metric.Meter) error {
@@ -106,6 +109,7 @@ func (in *instruments) init(m metric.Meter) error {
 	in.poolCapacity = gauge(telemetry.MetricPoolCapacity, unitGoroutine, descPoolCapacity)
 	in.poolWaiting = gauge(telemetry.MetricPoolWaiting, unitTask, descPoolWaiting)
 	in.consumerLag = gauge(telemetry.MetricConsumerLag, unitMessage, descConsumerLag)
+	in.circuitState = gauge(telemetry.MetricCircuitState, unitState, descCircuitState)
 	in.timeLag, err = m.Float64ObservableGauge(telemetry.MetricTimeLag,
 		metric.WithUnit(unitSeconds), metric.WithDescription(descTimeLag))
 	add(err)
