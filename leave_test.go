@@ -27,11 +27,15 @@ func TestOffFromOwnHandlerHandlesQueued(t *testing.T) {
 			ready := make(chan struct{})
 			offErr := make(chan error, 1)
 			var sub eventstream.Subscription
-			var once sync.Once
+			// Not a sync.Once: the other lanes' handlers would wait in
+			// Once.Do for an Off that waits for them.
+			var first atomic.Bool
 			var err error
 			sub, err = b.On("own.off", func(context.Context, *eventstream.Event) error {
 				<-ready
-				once.Do(func() { offErr <- b.Off(sub) })
+				if first.CompareAndSwap(false, true) {
+					offErr <- b.Off(sub)
+				}
 				handled.Add(1)
 				return nil
 			}, eventstream.WithConcurrency(conc))
