@@ -9,8 +9,8 @@ import (
 	"libx.net/eventstream/internal/transport"
 )
 
-// MQAdapter is the message queue under distributed mode — the original
-// README's Config.MQ. With Config.MQ nil the bus uses its own franz-go
+// MQAdapter is the message queue under distributed mode, set in Config.MQ.
+// With Config.MQ nil the bus uses its own franz-go
 // implementation, configured by Config.Kafka; set Config.MQ to run the bus
 // over another queue. An adapter only moves events: the bus keeps
 // validation, the middleware chains, retries, dead letters and telemetry,

@@ -216,7 +216,7 @@ func newBenchBus(b *testing.B, cfg *eventstream.Config, opts ...eventstream.Opti
 }
 
 // BenchmarkMemoryEmitThreeGroups: one Emit, three consumer groups, as in
-// the original README's consumer-group example.
+// the README's consumer-group example.
 func BenchmarkMemoryEmitThreeGroups(b *testing.B) {
 	benchEmit(b, benchBus(b), "notification", "points", "analytics")
 }

@@ -149,9 +149,8 @@ type PoolConfig struct {
 // between Kafka fetches and handlers) and the bus's history and stats, in
 // both modes. Zero fields take the defaults: a nil Memory, or one whose
 // EnableHistory and EnableMetrics are both false, keeps history and stats
-// on. Setting either Enable flag to true makes both flags literal (the
-// original README's style: EnableHistory true, EnableMetrics false turns
-// stats off). DisableHistory and DisableMetrics turn one off whatever the
+// on. Setting either Enable flag to true makes both flags literal
+// (EnableHistory true with EnableMetrics false turns stats off). DisableHistory and DisableMetrics turn one off whatever the
 // Enable flags say.
 type MemoryConfig struct {
 	// BufferSize bounds, per lane, the events queued or in hand (a

@@ -369,9 +369,7 @@ func (b *bus) shutdown() error {
 		errs = append(errs, &ShutdownError{Unhandled: 0, Err: err})
 	}
 	if b.obs != nil {
-		if err := b.obs.close(); err != nil {
-			errs = append(errs, err)
-		}
+		b.obs.close()
 	}
 	err := errors.Join(errs...)
 	if err != nil {

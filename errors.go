@@ -11,7 +11,10 @@ import (
 )
 
 // Sentinel errors. Every error the bus returns wraps one of these, so callers
-// test with errors.Is; the typed errors below carry the detail.
+// test with errors.Is; the typed errors below carry the detail. The one
+// exception: Emit given a context that is already done returns the
+// context's own error (context.Canceled or context.DeadlineExceeded), as it
+// is, before anything happens.
 var (
 	// ErrClosed: the bus was closed; Emit, On and Off are refused.
 	ErrClosed = errors.New("eventstream: bus is closed")

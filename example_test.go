@@ -11,7 +11,7 @@ import (
 	"libx.net/eventstream"
 )
 
-// The original README's memory-mode example, as written.
+// The memory-mode example of the README, as written.
 func Example() {
 	// 创建内存模式配置
 	config := eventstream.DefaultConfig()

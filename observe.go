@@ -73,15 +73,14 @@ func (o *observer) emitMiddleware(b *bus) []Middleware {
 	return []Middleware{o.tel.Emit(), middleware.Logging(b.logger)}
 }
 
-// close unregisters the gauges. It returns no error: there is nothing to
-// flush, as the providers are the caller's.
-func (o *observer) close() error {
+// close unregisters the gauges and stops the series sampler. There is
+// nothing to flush: the providers are the caller's.
+func (o *observer) close() {
 	o.tel.StopSeries()
 	for _, unregister := range o.gauges {
 		unregister()
 	}
 	o.gauges = nil
-	return nil
 }
 
 // GetStats implements MemoryEventBus. It reads the bus's own counters and

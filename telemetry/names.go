@@ -45,7 +45,7 @@ const (
 	MetricInFlight        = "eventstream.in_flight"           // up-down counter {message}
 	MetricDeliveryLatency = "eventstream.delivery.latency"    // histogram s, emit time → processing start
 	MetricClockSkew       = "eventstream.delivery.clock_skew" // counter {message}, emit time in the future
-	MetricQueueDepth      = "eventstream.queue.depth"         // gauge {message}, memory mode
+	MetricQueueDepth      = "eventstream.queue.depth"         // gauge {message}, events queued or in hand (Kafka: fetched, not yet handled)
 	MetricPoolRunning     = "eventstream.pool.running"        // gauge {goroutine}
 	MetricPoolCapacity    = "eventstream.pool.capacity"       // gauge {goroutine}
 	MetricPoolWaiting     = "eventstream.pool.waiting"        // gauge {task}

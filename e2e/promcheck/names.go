@@ -23,7 +23,7 @@ var KnownMetrics = map[string]string{
 	"eventstream_retries_total":                   "eventstream.retries (Int64Counter {retry})",
 	"eventstream_dead_letters_total":              "eventstream.dead_letters (Int64Counter {message})",
 	"eventstream_in_flight":                       "eventstream.in_flight (Int64UpDownCounter {message})",
-	"eventstream_queue_depth":                     "eventstream.queue.depth (Int64ObservableGauge {message}, memory mode)",
+	"eventstream_queue_depth":                     "eventstream.queue.depth (Int64ObservableGauge {message})",
 	"eventstream_pool_running":                    "eventstream.pool.running (Int64ObservableGauge {goroutine})",
 	"eventstream_pool_capacity":                   "eventstream.pool.capacity (Int64ObservableGauge {goroutine})",
 	"eventstream_pool_waiting":                    "eventstream.pool.waiting (Int64ObservableGauge {task})",

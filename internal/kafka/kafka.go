@@ -1,7 +1,8 @@
 // Package kafka is the bus's Kafka transport, over franz-go: one producer
 // client for publishing and the admin calls, and one consumer client per
 // subscription, each a member of the subscription's consumer group. Records
-// are CloudEvents in binary mode (record.go); handlers run on the host's
+// are CloudEvents in binary mode or the compact format (record.go; either is
+// read, whichever is written); handlers run on the host's
 // scheduler, in lanes that keep a key's records in order (consumer.go), and
 // an offset is committed only once its event is done.
 package kafka
@@ -33,8 +34,9 @@ import (
 	"libx.net/eventstream/telemetry"
 )
 
-// Config is a validated Kafka configuration with every default filled in
-// (the root package's KafkaConfig documents each field).
+// Config is a validated Kafka configuration (the root package's KafkaConfig
+// documents each field and fills its defaults); a zero field that a comment
+// gives a meaning here takes that meaning.
 type Config struct {
 	Brokers  []string
 	ClientID string

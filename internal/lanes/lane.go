@@ -271,7 +271,7 @@ func (l *Lane[T]) wakeWaiters() {
 }
 
 // Stop refuses further pushes and wakes producers waiting for room (they get
-// ErrStopped). It does not wait; see Drain and Abandon.
+// ErrStopped). It does not wait; see Idle, WaitIdle and Abandon.
 func (l *Lane[T]) Stop() {
 	l.mu.Lock()
 	l.stopped = true
