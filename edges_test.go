@@ -22,37 +22,6 @@ import (
 // Regression tests for the edges of the bus: small pools, full queues,
 // Off and Close from awkward places, bad sizes. Memory mode unless named.
 
-func quietBus(t testing.TB, cfg *eventstream.Config, opts ...eventstream.Option) eventstream.EventBus {
-	t.Helper()
-	opts = append([]eventstream.Option{eventstream.WithLogger(slog.New(slog.DiscardHandler))}, opts...)
-	b, err := eventstream.New(cfg, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func smallConfig(pool, buffer int) *eventstream.Config {
-	cfg := eventstream.DefaultConfig()
-	cfg.Pool.Size = pool
-	cfg.Memory.BufferSize = buffer
-	cfg.ShutdownTimeout = 10 * time.Second
-	cfg.Retry = &eventstream.RetryPolicy{MaxRetries: 1, BackoffStrategy: "constant", InitialDelay: time.Millisecond}
-	return cfg
-}
-
-// waitFor polls cond until it holds, or fails the test after d.
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // A failing handler on a pool of one worker dead-letters into a lane that
 // only that worker could drain: it must not wait for room.
 func TestDeadLetterOnBusyPoolDoesNotDeadlock(t *testing.T) {

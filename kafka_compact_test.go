@@ -14,9 +14,6 @@ import (
 	"libx.net/eventstream/eventstreamtest"
 )
 
-// compactConfig writes RecordFormatCompact.
-func compactConfig(c *eventstream.Config) { c.Kafka.RecordFormat = eventstream.RecordFormatCompact }
-
 // pollOne reads the first record of topic with a plain client.
 func pollOne(t *testing.T, brokers []string, topic string) *kgo.Record {
 	t.Helper()

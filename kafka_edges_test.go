@@ -3,7 +3,6 @@ package eventstream_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"runtime"
 	"strings"
 	"sync"
@@ -19,13 +18,6 @@ import (
 )
 
 // Regression tests of Kafka mode at its edges, through the public API.
-
-// quietKafkaBus is newKafkaBus logging nowhere: these tests provoke
-// failures on purpose.
-func quietKafkaBus(t *testing.T, brokers []string, tune func(*eventstream.Config), opts ...eventstream.Option) eventstream.EventBus {
-	t.Helper()
-	return newKafkaBus(t, brokers, tune, append([]eventstream.Option{eventstream.WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
-}
 
 // A dead letter the cluster will not take must not lose its event: with
 // topic creation disabled and no dead-letter topic, or a record too large

@@ -4,18 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kotel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -25,82 +22,6 @@ import (
 	"libx.net/eventstream/eventstreamtest"
 	"libx.net/eventstream/history"
 )
-
-// newKafkaBus builds a distributed bus for a test and closes it at cleanup.
-func newKafkaBus(t testing.TB, brokers []string, tune func(*eventstream.Config), opts ...eventstream.Option) eventstream.EventBus {
-	t.Helper()
-	cfg := kafkaTestConfig(brokers)
-	if tune != nil {
-		tune(cfg)
-	}
-	b, err := eventstream.New(cfg, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	return b
-}
-
-// rawClient is a plain franz-go client for a test: producing, or consuming
-// topics from the start.
-func rawClient(t testing.TB, brokers []string, opts ...kgo.Opt) *kgo.Client {
-	t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return cl
-}
-
-func createTopic(t testing.TB, brokers []string, topic string, partitions int32) {
-	t.Helper()
-	cl := rawClient(t, brokers)
-	if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), partitions, -1, nil, topic); err != nil {
-		t.Fatalf("create topic %s: %v", topic, err)
-	}
-}
-
-// events collects handled events.
-type events struct {
-	mu  sync.Mutex
-	got []*eventstream.Event
-	ch  chan struct{}
-}
-
-func newEvents() *events { return &events{ch: make(chan struct{}, 1)} }
-
-func (c *events) handler(_ context.Context, e *eventstream.Event) error {
-	c.mu.Lock()
-	c.got = append(c.got, e)
-	c.mu.Unlock()
-	select {
-	case c.ch <- struct{}{}:
-	default:
-	}
-	return nil
-}
-
-func (c *events) wait(t testing.TB, n int) []*eventstream.Event {
-	t.Helper()
-	deadline := time.After(20 * time.Second)
-	for {
-		c.mu.Lock()
-		if len(c.got) >= n {
-			out := append([]*eventstream.Event(nil), c.got...)
-			c.mu.Unlock()
-			return out
-		}
-		c.mu.Unlock()
-		select {
-		case <-c.ch:
-		case <-deadline:
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			t.Fatalf("got %d events, want %d", len(c.got), n)
-		}
-	}
-}
 
 func headerMap(r *kgo.Record) map[string]string {
 	m := map[string]string{}
@@ -322,93 +243,6 @@ func TestKafkaKotelInterop(t *testing.T) {
 	}
 }
 
-// Two buses are two services: a trace started by one's Emit continues in
-// the other's handler, with the same span names and attributes as memory
-// mode plus the Kafka ones; both record metrics, history and stats.
-func TestKafkaTwoServicesOneTrace(t *testing.T) {
-	testTwoServicesOneTrace(t, eventstreamtest.KafkaCluster(t))
-}
-
-func testTwoServicesOneTrace(t *testing.T, brokers []string) {
-	topic := eventstreamtest.Topic(t)
-	type service struct {
-		bus eventstream.EventBus
-		sr  *tracetest.SpanRecorder
-		rd  *sdkmetric.ManualReader
-		tp  *sdktrace.TracerProvider
-	}
-	newService := func(name string) service {
-		sr := tracetest.NewSpanRecorder()
-		rd := sdkmetric.NewManualReader()
-		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
-		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(rd))
-		t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
-		b := newKafkaBus(t, brokers, func(c *eventstream.Config) { c.Kafka.ClientID = name },
-			eventstream.WithTracerProvider(tp), eventstream.WithMeterProvider(mp))
-		return service{b, sr, rd, tp}
-	}
-	orders, points := newService("orders"), newService("points")
-	got := newEvents()
-	if _, err := points.bus.On(topic, got.handler, eventstream.WithConsumerGroup("points-"+topic)); err != nil {
-		t.Fatal(err)
-	}
-	parentCtx, parent := orders.tp.Tracer("orders").Start(context.Background(), "POST /orders")
-	if err := orders.bus.Emit(parentCtx, topic, map[string]any{"order": 1}, eventstream.WithKey("order-1")); err != nil {
-		t.Fatal(err)
-	}
-	parent.End()
-	e := got.wait(t, 1)[0]
-	waitSpans(t, points.sr, "process "+topic, 1)
-	send := spansNamed(orders.sr, "send "+topic)[0]
-	proc := spansNamed(points.sr, "process "+topic)[0]
-	if proc.SpanContext().TraceID() != parent.SpanContext().TraceID() {
-		t.Fatal("the handler's span is not in the emitter's trace")
-	}
-	if proc.Parent().SpanID() != send.SpanContext().SpanID() {
-		t.Error("the process span's parent is not the send span")
-	}
-	if proc.SpanKind() != trace.SpanKindConsumer || send.SpanKind() != trace.SpanKindProducer {
-		t.Error("span kinds")
-	}
-	wantProc := map[string]string{
-		"messaging.system":                   "kafka",
-		"messaging.operation.type":           "process",
-		"messaging.operation.name":           "process",
-		"messaging.destination.name":         topic,
-		"messaging.consumer.group.name":      "points-" + topic,
-		"messaging.message.id":               e.ID,
-		"messaging.destination.partition.id": itoa(int64(e.Record.Partition)),
-		"messaging.kafka.offset":             itoa(e.Record.Offset),
-		"messaging.kafka.message.key":        "order-1",
-		"eventstream.attempt":                "1",
-	}
-	for k, v := range wantProc {
-		if got := attr(proc, k); got != v {
-			t.Errorf("process span %s = %q, want %q", k, got, v)
-		}
-	}
-	// Metrics: the same four messaging metrics as memory mode, and the lag
-	// gauge per group/topic/partition.
-	sent := collectMetrics(t, orders.rd)
-	if _, ok := sent["messaging.client.sent.messages"]; !ok {
-		t.Error("no messaging.client.sent.messages on the emitting side")
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		m := collectMetrics(t, points.rd)
-		_, consumed := m["messaging.client.consumed.messages"]
-		_, processed := m["messaging.process.duration"]
-		lag, hasLag := m["eventstream.consumer.lag"]
-		if consumed && processed && hasLag && lagPoints(lag) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("consume-side metrics missing: consumed %v processed %v lag %v", consumed, processed, hasLag)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // GetStats and GetHistory work in distributed mode with the default
 // configuration (the bus builds its own providers).
 func TestKafkaStatsAndHistory(t *testing.T) {
@@ -622,30 +456,6 @@ func waitSpans(t testing.TB, sr *tracetest.SpanRecorder, name string, n int) {
 	}
 }
 
-func attr(s sdktrace.ReadOnlySpan, key string) string {
-	for _, kv := range s.Attributes() {
-		if string(kv.Key) == key {
-			return kv.Value.String()
-		}
-	}
-	return ""
-}
-
-func collectMetrics(t testing.TB, rd *sdkmetric.ManualReader) map[string]metricdata.Metrics {
-	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := rd.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]metricdata.Metrics{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			out[m.Name] = m
-		}
-	}
-	return out
-}
-
 func lagPoints(m metricdata.Metrics) int {
 	g, ok := m.Data.(metricdata.Gauge[int64])
 	if !ok {
@@ -659,5 +469,3 @@ func lagPoints(m metricdata.Metrics) int {
 	}
 	return n
 }
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }

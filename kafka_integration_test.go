@@ -16,6 +16,11 @@ import (
 	"testing"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
 	"libx.net/eventstream"
 	"libx.net/eventstream/eventstreamtest"
 )
@@ -337,4 +342,91 @@ func TestKafkaRealBrokerRestart(t *testing.T) {
 	}
 	t.Logf("%d emits acknowledged, %d failed while the broker was down", acked.Load(), failed.Load())
 	l.waitAll(t, 120*time.Second, nil)
+}
+
+// Two buses are two services: a trace started by one's Emit continues in
+// the other's handler, with the same span names and attributes as memory
+// mode plus the Kafka ones; both record metrics, history and stats.
+func TestKafkaTwoServicesOneTrace(t *testing.T) {
+	testTwoServicesOneTrace(t, eventstreamtest.KafkaCluster(t))
+}
+
+func testTwoServicesOneTrace(t *testing.T, brokers []string) {
+	topic := eventstreamtest.Topic(t)
+	type service struct {
+		bus eventstream.EventBus
+		sr  *tracetest.SpanRecorder
+		rd  *sdkmetric.ManualReader
+		tp  *sdktrace.TracerProvider
+	}
+	newService := func(name string) service {
+		sr := tracetest.NewSpanRecorder()
+		rd := sdkmetric.NewManualReader()
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
+		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(rd))
+		t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+		b := newKafkaBus(t, brokers, func(c *eventstream.Config) { c.Kafka.ClientID = name },
+			eventstream.WithTracerProvider(tp), eventstream.WithMeterProvider(mp))
+		return service{b, sr, rd, tp}
+	}
+	orders, points := newService("orders"), newService("points")
+	got := newEvents()
+	if _, err := points.bus.On(topic, got.handler, eventstream.WithConsumerGroup("points-"+topic)); err != nil {
+		t.Fatal(err)
+	}
+	parentCtx, parent := orders.tp.Tracer("orders").Start(context.Background(), "POST /orders")
+	if err := orders.bus.Emit(parentCtx, topic, map[string]any{"order": 1}, eventstream.WithKey("order-1")); err != nil {
+		t.Fatal(err)
+	}
+	parent.End()
+	e := got.wait(t, 1)[0]
+	waitSpans(t, points.sr, "process "+topic, 1)
+	send := spansNamed(orders.sr, "send "+topic)[0]
+	proc := spansNamed(points.sr, "process "+topic)[0]
+	if proc.SpanContext().TraceID() != parent.SpanContext().TraceID() {
+		t.Fatal("the handler's span is not in the emitter's trace")
+	}
+	if proc.Parent().SpanID() != send.SpanContext().SpanID() {
+		t.Error("the process span's parent is not the send span")
+	}
+	if proc.SpanKind() != trace.SpanKindConsumer || send.SpanKind() != trace.SpanKindProducer {
+		t.Error("span kinds")
+	}
+	wantProc := map[string]string{
+		"messaging.system":                   "kafka",
+		"messaging.operation.type":           "process",
+		"messaging.operation.name":           "process",
+		"messaging.destination.name":         topic,
+		"messaging.consumer.group.name":      "points-" + topic,
+		"messaging.message.id":               e.ID,
+		"messaging.destination.partition.id": itoa(int64(e.Record.Partition)),
+		"messaging.kafka.offset":             itoa(e.Record.Offset),
+		"messaging.kafka.message.key":        "order-1",
+		"eventstream.attempt":                "1",
+	}
+	for k, v := range wantProc {
+		if got := attr(proc, k); got != v {
+			t.Errorf("process span %s = %q, want %q", k, got, v)
+		}
+	}
+	// Metrics: the same four messaging metrics as memory mode, and the lag
+	// gauge per group/topic/partition.
+	sent := collectMetrics(t, orders.rd)
+	if _, ok := sent["messaging.client.sent.messages"]; !ok {
+		t.Error("no messaging.client.sent.messages on the emitting side")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m := collectMetrics(t, points.rd)
+		_, consumed := m["messaging.client.consumed.messages"]
+		_, processed := m["messaging.process.duration"]
+		lag, hasLag := m["eventstream.consumer.lag"]
+		if consumed && processed && hasLag && lagPoints(lag) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("consume-side metrics missing: consumed %v processed %v lag %v", consumed, processed, hasLag)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -18,29 +18,6 @@ import (
 
 // The middleware of package middleware through the bus, in both modes.
 
-// eachMode runs f against a memory bus and a Kafka bus on kfake; tune
-// adjusts the config of either.
-func eachMode(t *testing.T, tune func(*eventstream.Config), f func(t *testing.T, b eventstream.EventBus)) {
-	t.Run("memory", func(t *testing.T) {
-		cfg := eventstream.DefaultConfig()
-		if tune != nil {
-			tune(cfg)
-		}
-		b := quietBus(t, cfg)
-		t.Cleanup(func() { _ = b.Close() })
-		f(t, b)
-	})
-	t.Run("kafka", func(t *testing.T) {
-		cfg := kafkaTestConfig(eventstreamtest.KafkaCluster(t))
-		if tune != nil {
-			tune(cfg)
-		}
-		b := quietBus(t, cfg)
-		t.Cleanup(func() { _ = b.Close() })
-		f(t, b)
-	})
-}
-
 // A rate limit holds events back instead of failing them: the lane fills
 // and Emit waits, as with a slow handler; nothing is retried or
 // dead-lettered.
