@@ -3,6 +3,7 @@ package eventstream_test
 import (
 	"context"
 	"errors"
+	"math"
 	"testing"
 	"time"
 
@@ -89,4 +90,79 @@ func countSubstr(s, sub string) int {
 		}
 	}
 	return n
+}
+
+// Huge sizes are configuration errors, not a crash in makeslice.
+func TestHugeSizesAreConfigErrors(t *testing.T) {
+	cfg := eventstream.DefaultConfig()
+	cfg.Pool.Size, cfg.Pool.PreAlloc = math.MaxInt, true
+	if _, err := eventstream.New(cfg); !errors.Is(err, eventstream.ErrInvalidConfig) {
+		t.Errorf("Pool.Size MaxInt with PreAlloc: %v", err)
+	}
+	cfg = eventstream.DefaultConfig()
+	cfg.Memory.MaxHistorySize = math.MaxInt
+	if _, err := eventstream.New(cfg); !errors.Is(err, eventstream.ErrInvalidConfig) {
+		t.Errorf("MaxHistorySize MaxInt: %v", err)
+	}
+	b := quietBus(t, eventstream.DefaultConfig())
+	defer b.Close()
+	_, err := b.On("t", func(context.Context, *eventstream.Event) error { return nil }, eventstream.WithConcurrency(math.MaxInt))
+	if !errors.Is(err, eventstream.ErrInvalidConfig) {
+		t.Errorf("WithConcurrency(MaxInt): %v", err)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	cases := map[string]*eventstream.Config{
+		"unknown mode":        {Mode: "carrier-pigeon"},
+		"negative pool":       {Pool: eventstream.PoolConfig{Size: -1}},
+		"negative expiry":     {Pool: eventstream.PoolConfig{ExpiryDuration: -time.Second}},
+		"negative buffer":     {Memory: &eventstream.MemoryConfig{BufferSize: -5}},
+		"negative history":    {Memory: &eventstream.MemoryConfig{MaxHistorySize: -1}},
+		"negative shutdown":   {ShutdownTimeout: -time.Second},
+		"nonsense retry":      {Retry: &eventstream.RetryPolicy{MaxRetries: 2, BackoffStrategy: "sometimes"}},
+		"shrinking backoff":   {Retry: &eventstream.RetryPolicy{MaxRetries: 2, Multiplier: 0.5, InitialDelay: time.Second}},
+		"max below initial":   {Retry: &eventstream.RetryPolicy{MaxRetries: 2, InitialDelay: time.Second, MaxDelay: time.Millisecond}},
+		"prealloc, no bounds": {Pool: eventstream.PoolConfig{Size: 10, PreAlloc: true, ExpiryDuration: -1}},
+	}
+	for name, cfg := range cases {
+		t.Run(name, func(t *testing.T) {
+			b, err := eventstream.New(cfg)
+			if !errors.Is(err, eventstream.ErrInvalidConfig) {
+				t.Fatalf("New: %v, want ErrInvalidConfig", err)
+			}
+			if b != nil {
+				t.Fatal("New returned a bus with its error")
+			}
+			var ce *eventstream.ConfigError
+			if !errors.As(err, &ce) || ce.Field == "" {
+				t.Fatalf("error %v does not name the field", err)
+			}
+		})
+	}
+	if _, err := eventstream.New(eventstream.DefaultConfig(), nil); !errors.Is(err, eventstream.ErrInvalidConfig) {
+		t.Fatalf("nil option: %v", err)
+	}
+	if _, err := eventstream.New(eventstream.DefaultConfig(), eventstream.WithMiddleware(nil)); !errors.Is(err, eventstream.ErrInvalidConfig) {
+		t.Fatalf("nil middleware: %v", err)
+	}
+}
+
+func TestConfigNotModified(t *testing.T) {
+	cfg := &eventstream.Config{Mode: "memory"}
+	b, err := eventstream.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if cfg.Memory != nil || cfg.Pool.Size != 0 {
+		t.Fatalf("New changed the caller's config: %+v", cfg)
+	}
+}
+
+func TestDistributedNeedsKafka(t *testing.T) {
+	_, err := eventstream.New(&eventstream.Config{Mode: "distributed"})
+	if !errors.Is(err, eventstream.ErrInvalidConfig) {
+		t.Fatalf("distributed without brokers: %v, want ErrInvalidConfig", err)
+	}
 }

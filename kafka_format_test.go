@@ -327,27 +327,6 @@ func TestKafkaAsyncEmit(t *testing.T) {
 	got.wait(t, n)
 }
 
-// Memory mode honours WithAsync too.
-func TestMemoryAsyncEmitCallsDone(t *testing.T) {
-	b, err := eventstream.New(eventstream.DefaultConfig(), eventstream.WithoutTelemetry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	called := 0
-	async := eventstream.WithAsync(func(err error) {
-		if err == nil {
-			called++
-		}
-	})
-	if err := b.Emit(context.Background(), "t", 1, async); err != nil {
-		t.Fatal(err)
-	}
-	if called != 1 {
-		t.Fatalf("done called %d times", called)
-	}
-}
-
 // Config errors name the field.
 func TestKafkaConfigValidation(t *testing.T) {
 	cases := map[string]func(*eventstream.KafkaConfig){

@@ -13,6 +13,34 @@ import (
 	"libx.net/eventstream"
 )
 
+// A topic whose "<topic>.dlq" would be too long is refused at On (that
+// subscription could never dead-letter), but it is a valid topic: Emit to
+// it works, whatever its length up to 249.
+func TestTopicWithoutValidDeadLetterTopic(t *testing.T) {
+	b := quietBus(t, eventstream.DefaultConfig())
+	defer b.Close()
+	for n := 246; n <= 249; n++ {
+		topic := strings.Repeat("t", n)
+		if _, err := b.On(topic, func(context.Context, *eventstream.Event) error { return nil }); !errors.Is(err, eventstream.ErrInvalidTopic) {
+			t.Errorf("On(%d characters): %v", n, err)
+		}
+		if err := b.Emit(context.Background(), topic, 1); err != nil {
+			t.Errorf("Emit(%d characters): %v", n, err)
+		}
+	}
+	nodlq := quietBus(t, eventstream.DefaultConfig(), eventstream.WithoutDeadLetter())
+	defer nodlq.Close()
+	topic := strings.Repeat("t", 249)
+	got := make(chan struct{}, 1)
+	if _, err := nodlq.On(topic, func(context.Context, *eventstream.Event) error { got <- struct{}{}; return nil }); err != nil {
+		t.Fatalf("On without dead letters: %v", err)
+	}
+	if err := nodlq.Emit(context.Background(), topic, 1); err != nil {
+		t.Fatal(err)
+	}
+	<-got
+}
+
 // Memory mode's Emit refuses with ErrEncode exactly the data json.Marshal
 // refuses (as Kafka mode, which encodes at Emit, does), without encoding:
 // these shapes are checked against json.Marshal of a value of the type with

@@ -3,6 +3,8 @@ package eventstream_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
@@ -15,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"libx.net/eventstream"
 	"libx.net/eventstream/telemetry"
 )
@@ -388,5 +391,45 @@ func TestDeliveryLatencyUnderClockSkew(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// The debug page keeps answering after Close, with what was measured.
+func TestDebugHandlerAfterClose(t *testing.T) {
+	b := quietBus(t, eventstream.DefaultConfig())
+	b.On("x", func(context.Context, *eventstream.Event) error { return nil })
+	b.Emit(context.Background(), "x", 1)
+	b.Close()
+	srv := httptest.NewServer(eventstream.DebugHandler(b))
+	defer srv.Close()
+	for _, path := range []string{"/", "/events", "/stats", "/topology", "/?format=json"} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s after Close: %s", path, resp.Status)
+		}
+	}
+}
+
+// History must not keep events alive: 200 events of 256 KiB leave the heap
+// about where it was.
+func TestHistoryDoesNotPinPayloads(t *testing.T) {
+	b := quietBus(t, eventstream.DefaultConfig())
+	defer b.Close()
+	var n atomic.Int64
+	b.On("big", func(context.Context, *eventstream.Event) error { n.Add(1); return nil })
+	before := heapInUse()
+	for range 200 {
+		b.Emit(context.Background(), "big", make([]byte, 256<<10))
+	}
+	waitFor(t, "delivery", 10*time.Second, func() bool { return n.Load() == 200 })
+	if grow := int64(heapInUse()) - int64(before); grow > 8<<20 {
+		t.Fatalf("heap grew by %d MiB after 200 events of 256 KiB", grow>>20)
+	}
+	if h := b.(eventstream.MemoryEventBus).GetHistory(1000); len(h) < 400 {
+		t.Fatalf("history holds %d entries, want 400", len(h))
 	}
 }
