@@ -5,7 +5,6 @@ import (
 	"errors"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -89,57 +88,6 @@ func TestKafkaDeadLetterWriteFailureKeepsEvent(t *testing.T) {
 				t.Fatalf("the next member got offset %d, want the event whose dead letter failed", e.Record.Offset)
 			}
 		})
-	}
-}
-
-// With a pool of one worker, a busy subscription does not starve another:
-// an event on a quiet topic is handled within a second.
-func TestKafkaSmallPoolDoesNotStarve(t *testing.T) {
-	brokers := eventstreamtest.KafkaCluster(t)
-	b := quietKafkaBus(t, brokers, func(c *eventstream.Config) {
-		c.Pool.Size = 1
-		c.Memory.BufferSize = 64
-		c.ShutdownTimeout = time.Second
-	}, eventstream.WithoutTelemetry())
-	busy, quiet := eventstreamtest.Topic(t), eventstreamtest.Topic(t)
-	var busyHandled atomic.Int64
-	if _, err := b.On(busy, func(context.Context, *eventstream.Event) error {
-		time.Sleep(time.Millisecond)
-		busyHandled.Add(1)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	const n = 3000
-	for i := range n {
-		if err := b.Emit(context.Background(), busy, i, eventstream.WithAsync(nil)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitFor(t, "the busy topic is being handled", 20*time.Second, func() bool { return busyHandled.Load() >= 50 })
-	handled := make(chan time.Time, 1)
-	if _, err := b.On(quiet, func(context.Context, *eventstream.Event) error {
-		handled <- time.Now()
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	if err := b.Emit(context.Background(), quiet, "hello"); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case at := <-handled:
-		d := at.Sub(start)
-		if d > time.Second {
-			t.Fatalf("the quiet topic's event waited %v", d)
-		}
-		t.Logf("the quiet topic's event was handled after %v", d)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the quiet topic's event was not handled within 10s")
-	}
-	if busyHandled.Load() >= n {
-		t.Fatal("the busy topic was done first: the test proved nothing")
 	}
 }
 
@@ -243,51 +191,6 @@ func TestKafkaOffFromOwnHandler(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("Off from the subscription's own handler did not return")
-	}
-}
-
-// An Emit whose context is already cancelled fails alone, also as the
-// bus's very first produce; Emits whose contexts end while they wait for
-// the acknowledgement take no other Emit with them.
-func TestKafkaCancelledEmitFailsAlone(t *testing.T) {
-	brokers := eventstreamtest.KafkaCluster(t)
-	topic := eventstreamtest.Topic(t)
-	b := quietKafkaBus(t, brokers, nil)
-	got := newEvents()
-	if _, err := b.On(topic, got.handler); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := b.Emit(ctx, topic, "cancelled"); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Emit with a cancelled context: %v", err)
-	}
-	if err := b.Emit(context.Background(), topic, "next"); err != nil {
-		t.Fatalf("Emit after a cancelled one: %v", err)
-	}
-	if e := got.wait(t, 1)[0]; e.Data != "next" {
-		t.Fatalf("got %v", e.Data)
-	}
-
-	var wg sync.WaitGroup
-	var failed atomic.Int32
-	for i := range 200 {
-		wg.Go(func() {
-			if i%2 == 0 {
-				ctx, cancel := context.WithCancel(context.Background())
-				time.AfterFunc(time.Duration(i%7)*100*time.Microsecond, cancel)
-				_ = b.Emit(ctx, topic, i)
-				return
-			}
-			if err := b.Emit(context.Background(), topic, i); err != nil {
-				failed.Add(1)
-				t.Errorf("Emit %d: %v", i, err)
-			}
-		})
-	}
-	wg.Wait()
-	if n := failed.Load(); n > 0 {
-		t.Fatalf("%d Emits with live contexts failed beside cancelled ones", n)
 	}
 }
 
