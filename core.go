@@ -187,17 +187,9 @@ func (b *bus) Emit(ctx context.Context, topic string, data any, opts ...EmitOpti
 }
 
 // asyncDone reports to done the outcome of an asynchronous Emit in the bus's
-// errors; a record that Close failed is ErrClosed with the transport's
-// reason (a flush error, say) still wrapped.
+// errors.
 func asyncDone(done func(error)) func(error) {
-	return func(err error) {
-		if err != nil && errors.Is(err, transport.ErrClosed) {
-			err = errors.Join(ErrClosed, err)
-		} else {
-			err = fromTransport(err)
-		}
-		done(err)
-	}
+	return func(err error) { done(fromTransport(err)) }
 }
 
 // validateDeadLetterTopic refuses, at On, a topic whose dead letters could

@@ -164,8 +164,12 @@ func fromTransport(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, transport.ErrClosed):
+	case err == transport.ErrClosed:
 		return ErrClosed
+	case errors.Is(err, transport.ErrClosed):
+		// The transport's reason (a record Close failed to flush, say)
+		// stays readable beside ErrClosed.
+		return errors.Join(ErrClosed, err)
 	case errors.Is(err, transport.ErrGoexit):
 		return &GoexitError{}
 	case errors.As(err, &full):

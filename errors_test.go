@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"libx.net/eventstream/internal/kafka"
@@ -23,7 +24,9 @@ func TestFromTransport(t *testing.T) {
 	}{
 		{nil, func(err error) bool { return err == nil }},
 		{transport.ErrClosed, func(err error) bool { return err == ErrClosed }},
-		{fmt.Errorf("stopping: %w", transport.ErrClosed), func(err error) bool { return err == ErrClosed }},
+		{fmt.Errorf("flush failed: %w", transport.ErrClosed), func(err error) bool {
+			return errors.Is(err, ErrClosed) && strings.Contains(err.Error(), "flush failed")
+		}},
 		{transport.ErrGoexit, func(err error) bool { return errors.As(err, new(*GoexitError)) }},
 		{&memory.FullError{Topic: "t", Group: "g", Err: context.DeadlineExceeded}, func(err error) bool {
 			var qf *QueueFullError
@@ -40,6 +43,10 @@ func TestFromTransport(t *testing.T) {
 		}},
 		{de, func(err error) bool { var got *DecodeError; return errors.As(err, &got) && got == de }},
 		{&MQError{Op: "publish", Err: cause}, func(err error) bool { return errors.Is(err, ErrMQ) }},
+		{&transport.UnhandledError{Unhandled: 3}, func(err error) bool {
+			var se *ShutdownError
+			return errors.As(err, &se) && se.Unhandled == 3 && errors.Is(err, ErrShutdownTimeout)
+		}},
 	} {
 		if got := fromTransport(c.in); !c.want(got) {
 			t.Errorf("fromTransport(%v) = %#v", c.in, got)
