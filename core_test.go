@@ -1,12 +1,10 @@
 package eventstream_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -170,23 +168,6 @@ func TestNoDeadLetterAfterCloseReturned(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) Len() int { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Len() }
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // On racing Close (run with -race): each On either fails with ErrClosed or
 // returns a subscription that Close released.
 func TestOnRacingClose(t *testing.T) {
@@ -230,14 +211,6 @@ func TestOnOffHeapFlat(t *testing.T) {
 	if grow := int64(after) - int64(before); grow > 1<<20 {
 		t.Fatalf("heap grew by %d bytes over 20,000 On/Off cycles", grow)
 	}
-}
-
-func heapInUse() uint64 {
-	var m runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
 }
 
 // Both modes agree on a done context: Emit fails with its error, before

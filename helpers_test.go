@@ -1,8 +1,10 @@
 package eventstream_test
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -10,9 +12,11 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"libx.net/eventstream"
 	"libx.net/eventstream/eventstreamtest"
@@ -283,4 +287,169 @@ func eachMode(t *testing.T, tune func(*eventstream.Config), f func(t *testing.T,
 		t.Cleanup(func() { _ = b.Close() })
 		f(t, b)
 	})
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) Len() int { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Len() }
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// heapInUse is the live heap after two collections.
+func heapInUse() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// spansNamed returns the ended spans called name.
+func spansNamed(sr *tracetest.SpanRecorder, name string) []sdktrace.ReadOnlySpan {
+	var out []sdktrace.ReadOnlySpan
+	for _, s := range sr.Ended() {
+		if s.Name() == name {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// waitSpans waits up to 10 s for n ended spans called name.
+func waitSpans(t testing.TB, sr *tracetest.SpanRecorder, name string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(spansNamed(sr, name)) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d %q spans, want %d", len(spansNamed(sr, name)), name, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// lagPoints counts the per-partition points of a consumer-lag gauge.
+func lagPoints(m metricdata.Metrics) int {
+	g, ok := m.Data.(metricdata.Gauge[int64])
+	if !ok {
+		return 0
+	}
+	n := 0
+	for _, dp := range g.DataPoints {
+		if _, ok := dp.Attributes.Value(attribute.Key("messaging.destination.partition.id")); ok {
+			n++
+		}
+	}
+	return n
+}
+
+// ledger records emitted and handled event ids, to count by id what was
+// lost and what was duplicated.
+type ledger struct {
+	mu      sync.Mutex
+	emitted map[string]bool
+	handled map[string]int
+	notify  chan struct{}
+}
+
+func newLedger() *ledger {
+	return &ledger{emitted: map[string]bool{}, handled: map[string]int{}, notify: make(chan struct{}, 1)}
+}
+
+func (l *ledger) emit(id string) {
+	l.mu.Lock()
+	l.emitted[id] = true
+	l.mu.Unlock()
+}
+
+func (l *ledger) handle(id string) {
+	l.mu.Lock()
+	l.handled[id]++
+	l.mu.Unlock()
+	select {
+	case l.notify <- struct{}{}:
+	default:
+	}
+}
+
+// missing returns the emitted ids not handled, and the duplicate count.
+func (l *ledger) missing() (missing []string, dups int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id := range l.emitted {
+		if l.handled[id] == 0 {
+			missing = append(missing, id)
+		}
+	}
+	for _, n := range l.handled {
+		if n > 1 {
+			dups += n - 1
+		}
+	}
+	return missing, dups
+}
+
+// waitAll waits until every emitted id was handled.
+func (l *ledger) waitAll(t *testing.T, timeout time.Duration, extra func()) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if extra != nil {
+			extra()
+		}
+		missing, dups := l.missing()
+		if len(missing) == 0 {
+			l.mu.Lock()
+			t.Logf("emitted %d, all handled (%d duplicate deliveries)", len(l.emitted), dups)
+			l.mu.Unlock()
+			return
+		}
+		if time.Now().After(deadline) {
+			n := min(len(missing), 5)
+			t.Fatalf("%d emitted events never handled (%d duplicates), e.g. %v", len(missing), dups, missing[:n])
+		}
+		select {
+		case <-l.notify:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// emitWithID emits and returns the id the bus gave the event; the bus must
+// have been built with WithEmitMiddleware(captureIDs).
+func emitWithID(b eventstream.EventBus, ctx context.Context, topic string, data any, id *string, opts ...eventstream.EmitOption) error {
+	c := &idCapture{}
+	if err := b.Emit(context.WithValue(ctx, idCaptureKey{}, c), topic, data, opts...); err != nil {
+		return err
+	}
+	*id = c.id
+	return nil
+}
+
+type idCaptureKey struct{}
+
+type idCapture struct{ id string }
+
+// captureIDs is an emit middleware that hands each event's id to an
+// idCapture in the context.
+func captureIDs(next eventstream.Handler) eventstream.Handler {
+	return func(ctx context.Context, e *eventstream.Event) error {
+		if c, ok := ctx.Value(idCaptureKey{}).(*idCapture); ok {
+			c.id = e.ID
+		}
+		return next(ctx, e)
+	}
 }

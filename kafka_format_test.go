@@ -11,9 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kotel"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -412,39 +410,4 @@ func TestKafkaInitialOffset(t *testing.T) {
 	if got := latest.wait(t, 1); len(got) != 1 || got[0].Data != 3.0 {
 		t.Fatalf("latest group got %d events", len(got))
 	}
-}
-
-func spansNamed(sr *tracetest.SpanRecorder, name string) []sdktrace.ReadOnlySpan {
-	var out []sdktrace.ReadOnlySpan
-	for _, s := range sr.Ended() {
-		if s.Name() == name {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-func waitSpans(t testing.TB, sr *tracetest.SpanRecorder, name string, n int) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(spansNamed(sr, name)) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d %q spans, want %d", len(spansNamed(sr, name)), name, n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func lagPoints(m metricdata.Metrics) int {
-	g, ok := m.Data.(metricdata.Gauge[int64])
-	if !ok {
-		return 0
-	}
-	n := 0
-	for _, dp := range g.DataPoints {
-		if _, ok := dp.Attributes.Value(attribute.Key("messaging.destination.partition.id")); ok {
-			n++
-		}
-	}
-	return n
 }

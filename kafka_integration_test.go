@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -35,78 +34,6 @@ func TestKafkaRealConformance(t *testing.T) {
 
 func TestKafkaRealTwoServicesOneTrace(t *testing.T) {
 	testTwoServicesOneTrace(t, eventstreamtest.RealKafkaBrokers(t))
-}
-
-// ledger records emitted and handled event ids, to count by id what was
-// lost and what was duplicated.
-type ledger struct {
-	mu      sync.Mutex
-	emitted map[string]bool
-	handled map[string]int
-	notify  chan struct{}
-}
-
-func newLedger() *ledger {
-	return &ledger{emitted: map[string]bool{}, handled: map[string]int{}, notify: make(chan struct{}, 1)}
-}
-
-func (l *ledger) emit(id string) {
-	l.mu.Lock()
-	l.emitted[id] = true
-	l.mu.Unlock()
-}
-
-func (l *ledger) handle(id string) {
-	l.mu.Lock()
-	l.handled[id]++
-	l.mu.Unlock()
-	select {
-	case l.notify <- struct{}{}:
-	default:
-	}
-}
-
-// missing returns the emitted ids not handled, and the duplicate count.
-func (l *ledger) missing() (missing []string, dups int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for id := range l.emitted {
-		if l.handled[id] == 0 {
-			missing = append(missing, id)
-		}
-	}
-	for _, n := range l.handled {
-		if n > 1 {
-			dups += n - 1
-		}
-	}
-	return missing, dups
-}
-
-// waitAll waits until every emitted id was handled.
-func (l *ledger) waitAll(t *testing.T, timeout time.Duration, extra func()) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if extra != nil {
-			extra()
-		}
-		missing, dups := l.missing()
-		if len(missing) == 0 {
-			l.mu.Lock()
-			t.Logf("emitted %d, all handled (%d duplicate deliveries)", len(l.emitted), dups)
-			l.mu.Unlock()
-			return
-		}
-		if time.Now().After(deadline) {
-			n := min(len(missing), 5)
-			t.Fatalf("%d emitted events never handled (%d duplicates), e.g. %v", len(missing), dups, missing[:n])
-		}
-		select {
-		case <-l.notify:
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // Environment of the child consumer process of TestKafkaConsumerKilled.
@@ -249,32 +176,6 @@ func testConsumerKilled(t *testing.T, brokers []string) {
 	}
 	t.Logf("the child handled %d events before SIGKILL", len(lines)-1)
 	l.waitAll(t, 60*time.Second, nil)
-}
-
-// emitWithID emits and returns the id the bus gave the event; the bus must
-// have been built with WithEmitMiddleware(captureIDs).
-func emitWithID(b eventstream.EventBus, ctx context.Context, topic string, data any, id *string, opts ...eventstream.EmitOption) error {
-	c := &idCapture{}
-	if err := b.Emit(context.WithValue(ctx, idCaptureKey{}, c), topic, data, opts...); err != nil {
-		return err
-	}
-	*id = c.id
-	return nil
-}
-
-type idCaptureKey struct{}
-
-type idCapture struct{ id string }
-
-// captureIDs is an emit middleware that hands each event's id to an
-// idCapture in the context.
-func captureIDs(next eventstream.Handler) eventstream.Handler {
-	return func(ctx context.Context, e *eventstream.Event) error {
-		if c, ok := ctx.Value(idCaptureKey{}).(*idCapture); ok {
-			c.id = e.ID
-		}
-		return next(ctx, e)
-	}
 }
 
 // The broker is killed with SIGKILL mid-stream and restarted: producer and
