@@ -87,7 +87,7 @@ func (t *adapterTransport) Subscribe(s *transport.Sub) error {
 		hctx, cancel := context.WithCancel(context.WithValue(ctx, handlerKey{}, true))
 		stop := context.AfterFunc(t.h.BaseCtx, cancel)
 		defer func() { stop(); cancel() }()
-		_ = s.Deliver(hctx, e, nil)
+		t.deliver(hctx, s, e)
 	})
 	if err != nil {
 		return &MQError{Op: "subscribe", Topic: s.Topic, Err: err}
@@ -96,6 +96,25 @@ func (t *adapterTransport) Subscribe(s *transport.Sub) error {
 	t.subs[s] = ms
 	t.mu.Unlock()
 	return nil
+}
+
+// deliver delivers e until the bus is done with it. An adapter calls handle
+// on goroutines of its own, not the bus's workers, and acknowledges once
+// handle returns: a retry's backoff waits here, where it holds nothing of
+// the bus. At shutdown the wait ends and e stays unacknowledged.
+func (t *adapterTransport) deliver(ctx context.Context, s *transport.Sub, e *Event) {
+	err := s.Deliver(ctx, e, nil)
+	for {
+		again, ok := err.(*transport.Again)
+		if !ok {
+			return
+		}
+		if !sleepCtx(ctx, again.Delay) {
+			again.Abandon()
+			return
+		}
+		err = s.Deliver(again.Next(ctx), e, nil)
+	}
 }
 
 func (t *adapterTransport) Unsubscribe(s *transport.Sub) error {

@@ -188,29 +188,6 @@ func (br *breaker) stateName() string {
 // members is its worst.
 func (br *breaker) gauge() int64 { return int64(br.state.Load()) }
 
-// middleware puts the breaker between the retry and an attempt: an attempt
-// runs only when the circuit lets it, and its outcome is counted. While the
-// circuit is open the event waits for the probe without running.
-func (br *breaker) middleware(next Handler) Handler {
-	return func(ctx context.Context, e *Event) error {
-		for {
-			done, wait := br.allow()
-			if done != nil {
-				err := next(ctx, e)
-				done(err)
-				return err
-			}
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return ctx.Err()
-			}
-		}
-	}
-}
-
 // circuitStates reports, per topic and group with a breaker, the worst
 // state of the group's subscriptions in this bus (eventstream.circuit.state).
 func (b *bus) circuitStates(observe func(topic, group string, state int64)) {

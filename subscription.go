@@ -3,9 +3,7 @@ package eventstream
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"sync"
-	"time"
 
 	"libx.net/eventstream/event"
 	itel "libx.net/eventstream/internal/telemetry"
@@ -26,8 +24,12 @@ type subscription struct {
 	breaker     *breaker           // nil without WithCircuitBreaker
 	ts          *transport.Sub
 
-	// handle is the whole consume chain; deliver adds the dead letter.
-	handle Handler
+	// handle is the consume chain of one delivery: telemetry, then try,
+	// which runs attempt once and decides on a retry (retry.go); deliver
+	// adds the dead letter.
+	handle  Handler
+	attempt Handler
+	policy  RetryPolicy
 
 	releaseMu sync.Mutex
 	released  bool
@@ -38,38 +40,27 @@ func (s *subscription) ID() string    { return s.id }
 func (s *subscription) Topic() string { return s.topic }
 func (s *subscription) Group() string { return s.group }
 
-// build assembles the consume chain: telemetry(delivery) → retry[
-// telemetry(attempt: span, metrics, history) → logging → recover → user → handler ].
+// build assembles the consume chain: telemetry(delivery) → try (one
+// attempt, and the retry decision) [ telemetry(attempt: span, metrics,
+// history) → logging → recover → user → handler ].
 func (s *subscription) build(h Handler, policy RetryPolicy, subMW []Middleware) error {
 	b := s.bus
+	if err := policy.Validate(); err != nil {
+		return configError("WithRetryPolicy", err)
+	}
+	s.policy = policy
 	var outer, inner []Middleware
 	if b.obs != nil {
 		s.tel = b.obs.tel.Subscription(s.topic, s.group, s.id, s.private)
 		outer = append(outer, s.tel.Consume)
 		inner = append(inner, s.tel.Process)
 	}
-	retry, err := middleware.Retry(policy, middleware.OnRetry(s.onRetry))
-	if err != nil {
-		return configError("WithRetryPolicy", err)
-	}
 	inner = append(inner, middleware.Logging(b.logger.With("group", s.group)), middleware.Recover())
 	inner = append(inner, b.opts.middleware...)
 	inner = append(inner, subMW...)
-	outer = append(outer, retry)
-	if s.breaker != nil { // between the retry and an attempt: circuit.go
-		outer = append(outer, s.breaker.middleware)
-	}
-	s.handle = event.Chain(event.Chain(h, inner...), outer...)
+	s.attempt = event.Chain(h, inner...)
+	s.handle = event.Chain(s.try, outer...)
 	return nil
-}
-
-func (s *subscription) onRetry(ctx context.Context, e *Event, attempt int, err error, delay time.Duration) {
-	if s.tel != nil {
-		s.tel.RecordRetry()
-	}
-	s.bus.logger.LogAttrs(ctx, slog.LevelInfo, "eventstream: retrying event",
-		slog.String("topic", e.Topic), slog.String("group", s.group), slog.String("event_id", e.ID),
-		slog.Int("attempt", attempt), slog.Duration("delay", delay), slog.String("error", err.Error()))
 }
 
 // errShutdown: an event cut off by Close; Close counted it as unhandled.
@@ -93,9 +84,18 @@ func (s *subscription) deliver(ctx context.Context, e *Event, failure error) err
 			return b.deadLetter(ctx, s, e, failure)
 		}
 	}
+	if event.Attempt(ctx) > 1 && b.baseCtx.Err() != nil {
+		// A retry due after Close cut the wait short: counted by Close,
+		// never run.
+		s.endDelivery()
+		return errShutdown
+	}
 	err := s.handle(withCause(ctx, e), e)
 	if err == nil {
 		return nil
+	}
+	if _, again := err.(*transport.Again); again {
+		return err
 	}
 	if b.baseCtx.Err() != nil {
 		return errShutdown

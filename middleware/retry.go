@@ -121,6 +121,14 @@ func (p RetryPolicy) Delay(retry int) time.Duration {
 // p.MaxRetries+1 times, waiting p.Delay between attempts. Attempts after the
 // first see their number in event.Attempt(ctx).
 //
+// Retry sleeps through each backoff inside the handler call, on the caller's
+// goroutine: it suits chains a user runs on goroutines of their own. The
+// bus's own policy (eventstream.WithRetryPolicy) does not sleep: it runs one
+// attempt per call and schedules the next on a timer, so that a waiting
+// retry holds its event's place in line but no worker of the pool. Adding
+// Retry to a subscription's middleware as well would hold a worker through
+// its backoffs.
+//
 // It stops early on an error marked with Permanent, and when ctx is done
 // while waiting. Every failure is returned as a *RetryError, even with a
 // zero-retry policy, so that callers always learn the attempt count.

@@ -67,9 +67,10 @@ type consumer struct {
 
 // item is a record on its way to a handler.
 type item struct {
-	rec *kgo.Record
-	ps  *partState
-	seq int64
+	rec  *kgo.Record
+	ps   *partState
+	seq  int64
+	lane *lanes.Lane[item] // where it waits when its retry is due later
 }
 
 // maxPollRecords bounds one poll; the lanes bound what waits beyond it.
@@ -154,7 +155,15 @@ func (c *consumer) abort(it item) {
 // written): then the partition stops where it is, so that no commit passes
 // the event and the group's next owner gets it again.
 func (c *consumer) deliver(it item, e *event.Event, failure error) {
-	if err := c.sub.Deliver(c.t.host.BaseCtx, e, failure); err != nil {
+	c.deliverCtx(c.t.host.BaseCtx, it, e, failure)
+}
+
+func (c *consumer) deliverCtx(ctx context.Context, it item, e *event.Event, failure error) {
+	if err := c.sub.Deliver(ctx, e, failure); err != nil {
+		if again, ok := err.(*transport.Again); ok {
+			c.park(it, e, again)
+			return
+		}
 		it.ps.stall(it.rec.Offset)
 		return
 	}
@@ -545,7 +554,7 @@ func (c *consumer) poll(cl *kgo.Client) {
 			// stay unfinished: nothing is committed past them.
 			for i, r := range recs {
 				l := c.pick(r)
-				if l.WaitRoom(c.pollCtx) != nil || !l.Push(item{rec: r, ps: ps, seq: first + int64(i)}) {
+				if l.WaitRoom(c.pollCtx) != nil || !l.Push(item{rec: r, ps: ps, seq: first + int64(i), lane: l}) {
 					stopped = true
 					return
 				}

@@ -141,6 +141,11 @@ func (ps *partState) stall(off int64) {
 	}
 }
 
+// pause ends the handler of a record that is not done yet but will run
+// again (its retry waits): unlike stall, the partition goes on; its mark
+// stays below the record until a later begin and finish.
+func (ps *partState) pause() { ps.running.Add(-1) }
+
 // waitIdle waits until no handler of the partition runs, up to d. It
 // polls: it runs once per revoked partition, and a notification would
 // cost every record.

@@ -37,10 +37,12 @@ type Lane[T any] struct {
 	q       []T
 	spare   []T
 	batch   []T           // the worker's batch; guarded by mu, its items claimed through pos
-	busy    bool          // a worker owns the lane, or one was asked for
+	busy    bool          // a worker owns the lane, or one was asked for, or the head is parked
 	stopped bool          // Push refuses
 	room    chan struct{} // closed when room frees up; nil without waiters
 	idle    chan struct{} // closed when the worker leaves; nil without waiters
+
+	park parking[T] // the head item waiting to run again (park.go)
 }
 
 // New returns a lane of the given capacity (at least 1) whose items handle
@@ -154,6 +156,11 @@ func (l *Lane[T]) PushFront(items []T) bool {
 	// behind items, and the worker stops claiming from the batch.
 	rest := l.unclaimedLocked()
 	q := make([]T, 0, len(items)+len(rest)+len(l.q))
+	if l.park.resume != nil && len(l.q) > 0 {
+		// A parked head has started: it stays first.
+		q = append(q, l.q[0])
+		l.q = l.q[1:]
+	}
 	l.q = append(append(append(q, items...), rest...), l.q...)
 	start := !l.busy
 	l.busy = true
@@ -205,6 +212,31 @@ func (l *Lane[T]) run(budget int) (more bool) {
 			l.mu.Unlock()
 			return false
 		}
+		if head, again, ok := l.takeResumeLocked(); ok {
+			l.mu.Unlock()
+			item, inHand = head, true
+			l.handlerG.Store(g)
+			again(item)
+			item, inHand = zero, false
+			if l.parkRequested() {
+				l.mu.Lock()
+				leave, cut := l.parkLocked(head, nil)
+				l.mu.Unlock()
+				if cut != nil {
+					cut(head) // while Handling, so that a leaving owner waits for it
+				}
+				l.handlerG.Store(0)
+				if leave {
+					return false
+				}
+			} else {
+				l.handlerG.Store(0)
+				l.depth.Add(-1)
+				l.wakeWaiters()
+			}
+			handled++
+			continue
+		}
 		batch := l.q
 		l.q, l.spare = l.spare[:0], nil
 		l.batch = batch
@@ -219,6 +251,26 @@ func (l *Lane[T]) run(budget int) (more bool) {
 			item, inHand = batch[i], true
 			l.handlerG.Store(g)
 			l.handle(item)
+			if l.parkRequested() {
+				// Not done: the item goes back to the head of the
+				// queue, the rest of the batch behind it.
+				l.mu.Lock()
+				leave, cut := l.parkLocked(item, l.unclaimedLocked())
+				l.batch = nil
+				clear(batch)
+				l.mu.Unlock()
+				parked := item
+				item, inHand = zero, false
+				if cut != nil {
+					cut(parked) // while Handling, so that a leaving owner waits for it
+				}
+				l.handlerG.Store(0)
+				if leave {
+					return false
+				}
+				handled++
+				break
+			}
 			l.handlerG.Store(0)
 			// batch[i] is left as it is: Head reads the batch under the
 			// lock, and the whole batch is cleared under it.
@@ -282,7 +334,8 @@ func (l *Lane[T]) Stop() {
 	l.mu.Unlock()
 }
 
-// Idle returns a channel closed once no worker owns the lane.
+// Idle returns a channel closed once no worker owns the lane and no item
+// is parked.
 func (l *Lane[T]) Idle() <-chan struct{} {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -299,14 +352,22 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 
 // Abandon makes the worker leave the queue after the item in hand and
 // returns the items that never started, in order; they are no longer
-// counted.
+// counted. A parked item's wait ends and its cut callback gets it (see
+// Park).
 func (l *Lane[T]) Abandon() []T {
 	l.abandon.Store(true)
 	l.mu.Lock()
+	parked, cut, wasParked := l.unparkLocked()
 	rest := append(l.unclaimedLocked(), l.q...)
 	l.q = nil
 	l.mu.Unlock()
 	l.depth.Add(-int64(len(rest)))
+	if wasParked {
+		l.depth.Add(-1)
+		if cut != nil {
+			cut(parked)
+		}
+	}
 	return rest
 }
 

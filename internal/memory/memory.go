@@ -67,6 +67,9 @@ type lane = lanes.Lane[*event.Event]
 type member struct {
 	sub   *transport.Sub
 	lanes []*lane
+
+	cutMu sync.Mutex
+	cut   []*event.Event // parked events whose wait ended as m left (again.go)
 }
 
 // FullError reports the group whose lane stayed full until Publish's context
@@ -203,11 +206,8 @@ func (t *Transport) reroute(ctx context.Context, e *event.Event, names []string,
 // its lanes are in the topic's routes.
 func (t *Transport) Subscribe(s *transport.Sub) error {
 	m := &member{sub: s, lanes: make([]*lane, s.Concurrency)}
-	ctx := t.h.BaseCtx
 	for i := range m.lanes {
-		m.lanes[i] = lanes.New(t.h.Sched, t.h.QueueSize,
-			func(e *event.Event) { _ = s.Deliver(ctx, e, nil) },
-			func(e *event.Event) { _ = s.Deliver(ctx, e, transport.ErrGoexit) })
+		m.lanes[i] = m.newLane(t.h)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -387,6 +387,12 @@ func (t *Transport) leave(m *member, background bool) error {
 	for depth(m.lanes) > 0 && !t.closed.Load() {
 		time.Sleep(time.Millisecond)
 	}
+	if late := m.takeCut(); len(late) > 0 && !t.closing.Load() {
+		// Parked by a handler that was in hand at the hand-over.
+		t.mu.Lock()
+		lost += t.pushFrontLocked(t.group(s.Topic, s.Group), late)
+		t.mu.Unlock()
+	}
 	if lost > 0 {
 		t.h.Logger.Warn("eventstream: the last member of a group left before its queue drained; events discarded",
 			slog.String("topic", s.Topic), slog.String("group", s.Group), slog.Int("events", lost))
@@ -403,6 +409,8 @@ func (t *Transport) handOverLocked(m *member, g *groupRoute) int {
 	lost := 0
 	for _, l := range m.lanes {
 		orphans := l.Abandon()
+		// A parked retry (again.go) goes first: it was the lane's head.
+		orphans = append(m.takeCut(), orphans...)
 		if g == nil {
 			lost += len(orphans)
 			continue
@@ -420,6 +428,26 @@ func (t *Transport) handOverLocked(m *member, g *groupRoute) int {
 	for to, es := range byLane {
 		if !to.PushFront(es) {
 			lost += len(es) // stopped under mu: only Drain stops a member's lanes
+		}
+	}
+	return lost
+}
+
+// pushFrontLocked hands es, in order, to the lanes of g their keys pick,
+// before newer events there, and returns how many had nowhere to go.
+func (t *Transport) pushFrontLocked(g *groupRoute, es []*event.Event) int {
+	if g == nil {
+		return len(es)
+	}
+	byLane := map[*lane][]*event.Event{}
+	for _, e := range es {
+		to := g.pick(e.Key)
+		byLane[to] = append(byLane[to], e)
+	}
+	lost := 0
+	for to, es := range byLane {
+		if !to.PushFront(es) {
+			lost += len(es)
 		}
 	}
 	return lost

@@ -62,20 +62,45 @@ func (s *Subscription) Forget() {
 
 // Consume returns the consume chain's measurement point for whole
 // deliveries, outside retry: it counts messaging.client.consumed.messages
-// and keeps eventstream.in_flight up while the delivery, retries included,
-// is under way.
+// once per delivery (not again when it resumes after a wait) and keeps eventstream.in_flight
+// up while the delivery, retries included, is under way. An attempt that
+// ends in a retryPending error (a retry waiting out its backoff) leaves the
+// event in flight; a later attempt, or EndDelivery, ends it.
 func (s *Subscription) Consume(next event.Handler) event.Handler {
 	t, g := s.t, s.g
 	return func(ctx context.Context, e *event.Event) error {
 		if !t.counting() {
 			return next(ctx, e)
 		}
-		g.consumed.Add(1)
-		g.inFlight.Add(1)
+		if !eventmeta.Resumed(ctx) {
+			g.consumed.Add(1)
+			g.inFlight.Add(1)
+		}
+		pending := false
 		// Deferred, so that a handler that ends its goroutine
 		// (runtime.Goexit) does not leave the event in flight.
-		defer g.inFlight.Add(-1)
-		return next(ctx, e)
+		defer func() {
+			if !pending {
+				g.inFlight.Add(-1)
+			}
+		}()
+		err := next(ctx, e)
+		_, pending = err.(retryPending)
+		return err
+	}
+}
+
+// retryPending is the bus's word that a delivery goes on: a retry waits
+// out its backoff (transport.Again; not imported, as it would bring the
+// pool's package and its import-time state here).
+type retryPending interface{ RetryPending() }
+
+// EndDelivery ends a delivery whose retry was waiting when the transport
+// gave it up (the subscription left, the bus closed): it is no longer in
+// flight.
+func (s *Subscription) EndDelivery() {
+	if s.t.counting() {
+		s.g.inFlight.Add(-1)
 	}
 }
 

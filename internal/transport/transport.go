@@ -56,7 +56,8 @@ type Sub struct {
 	// dead-lettering.
 	// Deliver returns nil once e is done and may be acknowledged; an error
 	// means it is not (the bus is shutting down, a dead letter could not be
-	// written) and the transport must not acknowledge it.
+	// written) and the transport must not acknowledge it. An *Again error
+	// asks for e to be delivered again later, by the same lane.
 	Deliver func(ctx context.Context, e *event.Event, failure error) error
 	// Left, when not nil, is called once after Unsubscribe(s), when s's
 	// last handler has returned and nothing more will be delivered to it:

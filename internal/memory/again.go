@@ -1,0 +1,49 @@
+package memory
+
+import (
+	"context"
+	"errors"
+
+	"libx.net/eventstream/event"
+	"libx.net/eventstream/internal/lanes"
+	"libx.net/eventstream/internal/transport"
+)
+
+// newLane returns one lane of m: it delivers each event to m's
+// subscription and parks the event when the bus asks for it again later.
+func (m *member) newLane(h transport.Host) *lane {
+	var l *lane
+	l = lanes.New(h.Sched, h.QueueSize,
+		func(e *event.Event) { m.deliver(l, h.BaseCtx, h.BaseCtx, e, nil) },
+		func(e *event.Event) { m.deliver(l, h.BaseCtx, h.BaseCtx, e, transport.ErrGoexit) })
+	return l
+}
+
+// deliver runs one delivery of e. When the bus answers Again, e keeps the
+// head of its lane and the worker goes back to the pool until the delay is
+// over; if the member leaves meanwhile, e goes with the events the member
+// hands to its group (Off) or is counted by Drain (Close).
+func (m *member) deliver(l *lane, base, ctx context.Context, e *event.Event, failure error) {
+	err := m.sub.Deliver(ctx, e, failure)
+	var again *transport.Again
+	if err == nil || !errors.As(err, &again) {
+		return
+	}
+	l.Park(again.Delay,
+		func(e *event.Event) { m.deliver(l, base, again.Next(base), e, nil) },
+		func(e *event.Event) {
+			again.Abandon()
+			m.cutMu.Lock()
+			m.cut = append(m.cut, e)
+			m.cutMu.Unlock()
+		})
+}
+
+// takeCut returns the parked events whose wait ended as the member left.
+func (m *member) takeCut() []*event.Event {
+	m.cutMu.Lock()
+	defer m.cutMu.Unlock()
+	cut := m.cut
+	m.cut = nil
+	return cut
+}
