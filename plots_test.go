@@ -32,6 +32,11 @@ func TestKafkaDebugPagePlots(t *testing.T) {
 	checkPlots(t, bus, "orders")
 }
 
+func TestKafkaDebugPagePlotsRealBroker(t *testing.T) {
+	bus := newKafkaBus(t, eventstreamtest.RealKafkaBrokers(t), nil)
+	checkPlots(t, bus, eventstreamtest.Topic(t))
+}
+
 func checkPlots(t *testing.T, bus eventstream.EventBus, topic string) {
 	t.Helper()
 	if _, err := bus.On(topic, func(ctx context.Context, e *eventstream.Event) error {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -314,13 +315,17 @@ func TestDeadLetterAlertFires(t *testing.T) {
 }
 
 // TestIntrospectionPage opens the debug page in headless Chromium: no
-// console errors, recent events with trace ids, per-subscription stats.
+// console errors, recent events with trace ids, per-subscription stats, and
+// per-second plots with data for every consumer group.
 func TestIntrospectionPage(t *testing.T) {
 	page := need(t, "EVENTSTREAM_DEBUG_URL")
 	script, err := filepath.Abs("../scripts/chromium.sh")
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The plots begin with the first look: look, then wait for a few
+	// seconds of figures before the browser does.
+	waitForSeries(t, strings.TrimSuffix(page, "/")+"/series", 3)
 	out, err := exec.Command(script, "console", page).CombinedOutput()
 	if err != nil {
 		t.Fatalf("console errors on %s: %v\n%s", page, err, out)
@@ -338,9 +343,85 @@ func TestIntrospectionPage(t *testing.T) {
 			t.Errorf("page does not show %q", want)
 		}
 	}
+	checkPlots(t, html)
 	if shot := os.Getenv("EVENTSTREAM_SCREENSHOT"); shot != "" {
 		if out, err := exec.Command(script, "screenshot", page, shot).CombinedOutput(); err != nil {
 			t.Fatalf("screenshot: %v\n%s", err, out)
 		}
 	}
+}
+
+// waitForSeries polls the debug page's /series until every consumer group
+// has at least n points, for up to a minute.
+func waitForSeries(t *testing.T, url string, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var last string
+	for ctx.Err() == nil {
+		var series []struct {
+			Topic string    `json:"topic"`
+			Group string    `json:"group"`
+			Rate  []float64 `json:"rate"`
+		}
+		code, err := getJSON(ctx, url, &series)
+		switch {
+		case err != nil:
+			last = err.Error()
+		case code != http.StatusOK:
+			last = fmt.Sprintf("%s answered %d", url, code)
+		default:
+			short := 0
+			groups := 0
+			for _, s := range series {
+				if s.Group == "" {
+					continue
+				}
+				groups++
+				if len(s.Rate) < n {
+					short++
+				}
+			}
+			if groups > 0 && short == 0 {
+				return
+			}
+			last = fmt.Sprintf("%d of %d groups with fewer than %d points", short, groups, n)
+		}
+		time.Sleep(time.Second)
+	}
+	t.Fatalf("no per-second figures at %s: %s", url, last)
+}
+
+// checkPlots: the page draws plots, each group's have points, and some
+// line shows traffic (a point above the baseline).
+func checkPlots(t *testing.T, html string) {
+	t.Helper()
+	plots := regexp.MustCompile(`<svg class="plot"[^>]*height="(\d+)"[^>]*data-points="(\d+)"[^>]*>(.*?)</svg>`).FindAllStringSubmatch(html, -1)
+	if len(plots) == 0 {
+		t.Fatal("page shows no plots")
+	}
+	above := 0
+	for _, p := range plots {
+		if p[2] == "0" {
+			t.Errorf("a plot without points: %s", p[0])
+			continue
+		}
+		m := regexp.MustCompile(`<polyline points="([^"]+)"`).FindStringSubmatch(p[3])
+		if m == nil {
+			t.Errorf("a plot with points but no line: %s", p[0])
+			continue
+		}
+		base, _ := strconv.ParseFloat(p[1], 64)
+		for _, pt := range strings.Fields(m[1]) {
+			_, y, _ := strings.Cut(pt, ",")
+			if v, err := strconv.ParseFloat(y, 64); err == nil && v < base-1 {
+				above++
+				break
+			}
+		}
+	}
+	if above == 0 {
+		t.Error("no plot has a point above its baseline: no traffic plotted")
+	}
+	t.Logf("%d plots, %d showing traffic", len(plots), above)
 }

@@ -128,7 +128,7 @@ func durText(d time.Duration) string {
 var _ = template.Must(page.Funcs(map[string]any{"ratePlot": ratePlot, "p99Plot": p99Plot}).New("plots").Parse(plotsHTML))
 
 const plotsHTML = `<h2>Last minutes</h2>
-<style>#plots td{vertical-align:middle;white-space:nowrap}#plots svg{vertical-align:middle}</style>
+<style>#plots td{vertical-align:middle;white-space:nowrap}#plots svg{vertical-align:middle}#stats th,#stats td{padding:.25em .35em}</style>
 <p class="muted">Per second, over the last 5 minutes at most: events emitted per topic, events delivered per consumer group and the p99 of its handler durations. Sampled from the stats above while someone looks at this page (or its /series JSON): the plots begin with the first look and stop 10 minutes after the last.</p>
 {{if .Series}}<div class="scroll"><table id="plots">
 <tr><th>topic</th><th>group</th><th>events per second</th><th>p99 handler latency</th></tr>
