@@ -336,6 +336,19 @@ func testLineageDeadLetter(t *testing.T, b eventstream.EventBus) {
 		}
 	}
 	checkDeadLetterView(t, b, e, dl)
+
+	// A replay is the original event again, its lineage included.
+	if _, err := eventstream.Replay(context.Background(), b, topic+".dlq", eventstream.DeadLetterFilter{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-failing:
+		if r.ID != e.ID || r.CausationID != e.CausationID || r.CorrelationID != "req-7" {
+			t.Errorf("replayed: id %q causation %q correlation %q; want %q %q req-7", r.ID, r.CausationID, r.CorrelationID, e.ID, e.CausationID)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the replay did not arrive")
+	}
 	if dl.CausationID != e.ID || dl.CorrelationID != "req-7" || e.CorrelationID != "req-7" ||
 		dl.Header(eventstream.HeaderDeadLetterCausationID) != e.CausationID || e.CausationID == "" {
 		t.Errorf("dead letter: causation %q (want %q) correlation %q, original causation header %q (want %q)",
