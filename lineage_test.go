@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
@@ -335,6 +336,19 @@ func testLineageDeadLetter(t *testing.T, b eventstream.EventBus) {
 		}
 	}
 	checkDeadLetterView(t, b, e, dl)
+
+	// A replay is the original event again, its lineage included.
+	if _, err := eventstream.Replay(context.Background(), b, topic+".dlq", eventstream.DeadLetterFilter{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-failing:
+		if r.ID != e.ID || r.CausationID != e.CausationID || r.CorrelationID != "req-7" {
+			t.Errorf("replayed: id %q causation %q correlation %q; want %q %q req-7", r.ID, r.CausationID, r.CorrelationID, e.ID, e.CausationID)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the replay did not arrive")
+	}
 	if dl.CausationID != e.ID || dl.CorrelationID != "req-7" || e.CorrelationID != "req-7" ||
 		dl.Header(eventstream.HeaderDeadLetterCausationID) != e.CausationID || e.CausationID == "" {
 		t.Errorf("dead letter: causation %q (want %q) correlation %q, original causation header %q (want %q)",
@@ -380,4 +394,69 @@ func checkDeadLetterView(t *testing.T, b eventstream.EventBus, e, dl *eventstrea
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// On the wire: a caused event's record carries ce_causationid and
+// ce_correlationid; a foreign producer's lineage headers reach the
+// handler as the event's ids, and its record without them starts a chain.
+func testLineageHeaders(t *testing.T, brokers []string) {
+	b := newKafkaBus(t, brokers, nil)
+	in, out := eventstreamtest.Topic(t), eventstreamtest.Topic(t)
+	createTopic(t, brokers, in, 1)
+	got := newEvents()
+	if _, err := b.On(in, func(ctx context.Context, e *eventstream.Event) error {
+		if err := got.handler(ctx, e); err != nil {
+			return err
+		}
+		return b.Emit(ctx, out, "caused")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	prod := rawClient(t, brokers)
+	if err := prod.ProduceSync(context.Background(),
+		&kgo.Record{Topic: in, Value: []byte(`{}`), Headers: []kgo.RecordHeader{
+			{Key: "ce_id", Value: []byte("theirs-2")},
+			{Key: "ce_causationid", Value: []byte("theirs-1")},
+			{Key: "ce_correlationid", Value: []byte("http-req-9")},
+		}},
+		&kgo.Record{Topic: in, Value: []byte(`{}`)},
+	).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	evs := got.wait(t, 2)
+	if e := evs[0]; e.ID != "theirs-2" || e.CausationID != "theirs-1" || e.CorrelationID != "http-req-9" || len(e.Headers) != 0 {
+		t.Errorf("foreign lineage: id %q causation %q correlation %q headers %v", e.ID, e.CausationID, e.CorrelationID, e.Headers)
+	}
+	if e := evs[1]; e.CausationID != "" || e.CorrelationID != e.ID {
+		t.Errorf("foreign record without lineage: causation %q correlation %q (id %q)", e.CausationID, e.CorrelationID, e.ID)
+	}
+
+	cl := rawClient(t, brokers, kgo.ConsumeTopics(out), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	pctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var recs []*kgo.Record
+	for len(recs) < 2 {
+		fs := cl.PollFetches(pctx)
+		if err := pctx.Err(); err != nil {
+			t.Fatalf("%d records caused, want 2: %v", len(recs), err)
+		}
+		fs.EachRecord(func(r *kgo.Record) { recs = append(recs, r) })
+	}
+	byCause := map[string]map[string]string{}
+	for _, r := range recs {
+		h := headerMap(r)
+		byCause[h["ce_causationid"]] = h
+	}
+	if h := byCause["theirs-2"]; h == nil || h["ce_correlationid"] != "http-req-9" {
+		t.Errorf("record caused by theirs-2: headers %v", h)
+	}
+	if h := byCause[evs[1].ID]; h == nil || h["ce_correlationid"] != evs[1].ID {
+		t.Errorf("record caused by %s: headers %v", evs[1].ID, h)
+	}
+}
+
+func TestLineageKafkaHeaders(t *testing.T) { testLineageHeaders(t, eventstreamtest.KafkaCluster(t)) }
+
+func TestLineageKafkaRealHeaders(t *testing.T) {
+	testLineageHeaders(t, eventstreamtest.RealKafkaBrokers(t))
 }

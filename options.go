@@ -176,8 +176,8 @@ func WithSubscriptionMiddleware(mw ...Middleware) SubscribeOption {
 	return subOptionFunc(func(o *subOptions) { o.middleware = append(o.middleware, mw...) })
 }
 
-// EmitOption configures one Emit: its key, headers, or asynchronous
-// completion.
+// EmitOption configures one Emit: its key, headers, correlation id, or
+// asynchronous completion.
 type EmitOption interface{ applyEmit(*emitOptions) }
 
 type emitOptions struct {

@@ -425,3 +425,96 @@ func checkPlots(t *testing.T, html string) {
 	}
 	t.Logf("%d plots, %d showing traffic", len(plots), above)
 }
+
+// TestIntrospectionEventView opens the debug page's view of one order of
+// the example — one that EVENTSTREAM_E2E_EVENT_GROUP (points-service, in
+// this process) handled at least 2 s ago, so that its chain is done; its id
+// read from the page's JSON — as JSON at /events/{id} and as HTML in
+// Chromium: no console errors, its lineage, its attempts and the events it
+// caused (EVENTSTREAM_E2E_EVENT_CAUSED, default points.granted: a topic its
+// tree must hold; EVENTSTREAM_E2E_EVENT_SHOWS: what the HTML must show
+// beyond that).
+func TestIntrospectionEventView(t *testing.T) {
+	page := need(t, "EVENTSTREAM_DEBUG_URL")
+	topic := envOr("EVENTSTREAM_E2E_TOPIC", "order.created")
+	group := envOr("EVENTSTREAM_E2E_EVENT_GROUP", "points-service")
+	caused := envOr("EVENTSTREAM_E2E_EVENT_CAUSED", "points.granted")
+	var doc struct {
+		Events []struct {
+			EventID   string    `json:"event_id"`
+			Topic     string    `json:"topic"`
+			Group     string    `json:"group"`
+			Operation string    `json:"operation"`
+			Status    string    `json:"status"`
+			Start     time.Time `json:"start"`
+		} `json:"events"`
+	}
+	mustGetJSON(t, page+"?format=json&n=1000", &doc)
+	id := ""
+	for _, e := range doc.Events { // newest first: the last one seen is the oldest
+		if e.Topic == topic && e.Group == group && e.Operation == "process" && e.Status == "ok" &&
+			time.Since(e.Start) > 2*time.Second {
+			id = e.EventID
+		}
+	}
+	if id == "" {
+		t.Fatalf("the page's JSON lists no attempt of %s on %s that succeeded 2 s ago or more", group, topic)
+	}
+
+	var view struct {
+		ID            string `json:"id"`
+		Found         bool   `json:"found"`
+		CorrelationID string `json:"correlation_id"`
+		Caused        []struct {
+			Topic  string `json:"topic"`
+			Status string `json:"status"`
+		} `json:"caused"`
+	}
+	mustGetJSON(t, page+"events/"+url.PathEscape(id), &view)
+	if !view.Found || view.ID != id || view.CorrelationID != id {
+		t.Errorf("GET events/%s: found %v, id %q, correlation %q (an order starts its chain)", id, view.Found, view.ID, view.CorrelationID)
+	}
+	found := false
+	for _, c := range view.Caused {
+		found = found || c.Topic == caused
+	}
+	if !found {
+		t.Errorf("the view of %s shows no caused event on %s: %+v", id, caused, view.Caused)
+	}
+
+	script, err := filepath.Abs("../scripts/chromium.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventPage := page + "?" + url.Values{"event": {id}}.Encode()
+	if out, err := exec.Command(script, "console", eventPage).CombinedOutput(); err != nil {
+		t.Fatalf("console errors on %s: %v\n%s", eventPage, err, out)
+	}
+	dom, err := exec.Command(script, "dom", eventPage).Output()
+	if err != nil {
+		t.Fatalf("dom: %v", err)
+	}
+	html := string(dom)
+	for _, want := range append([]string{id, `id="lineage"`, `id="attempts"`, `id="caused"`, caused, group},
+		strings.Split(os.Getenv("EVENTSTREAM_E2E_EVENT_SHOWS"), ",")...) {
+		if want != "" && !strings.Contains(html, want) {
+			t.Errorf("the event view does not show %q", want)
+		}
+	}
+	if shot := os.Getenv("EVENTSTREAM_EVENT_SCREENSHOT"); shot != "" {
+		if out, err := exec.Command(script, "screenshot", eventPage, shot).CombinedOutput(); err != nil {
+			t.Fatalf("screenshot: %v\n%s", err, out)
+		}
+	}
+}
+
+// mustGetJSON decodes the JSON at u into v, failing the test otherwise.
+func mustGetJSON(t *testing.T, u string, v any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	code, err := getJSON(ctx, u, v)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("GET %s: status %d, %v", u, code, err)
+	}
+}

@@ -23,8 +23,10 @@ type loggerKey struct{}
 // Correlation returns middleware that puts the event's correlation id
 // into the handler's context, where CorrelationID reads it, and a logger
 // carrying it as correlation_id into the context, where Logger reads it.
-// The id is the event's CorrelationHeader; an event without one is the
-// first of its transaction, and its own id is the correlation id.
+// The id is the event's CorrelationHeader when set, else its
+// Event.CorrelationID (which the bus fills for every event: the chain's
+// first event's id, or the one given with WithCorrelationID), else its own
+// id.
 //
 // logger is the logger the handler's one is derived from; nil means
 // slog.Default() at the time of each event. The derived logger is built
@@ -45,10 +47,14 @@ func Correlation(logger *slog.Logger) event.Middleware {
 	}
 }
 
-// correlationOf is e's correlation id: its header, else its own id.
+// correlationOf is e's correlation id: its header when a producer set one,
+// else the bus's lineage (Event.CorrelationID), else its own id.
 func correlationOf(e *event.Event) string {
 	if id := e.Headers[CorrelationHeader]; id != "" {
 		return id
+	}
+	if e.CorrelationID != "" {
+		return e.CorrelationID
 	}
 	return e.ID
 }

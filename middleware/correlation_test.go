@@ -74,3 +74,17 @@ func ExampleCorrelation() {
 	// level=INFO msg="payment captured" correlation_id=checkout-7
 	// checkout-7
 }
+
+// The bus's lineage is the correlation id when no header names one.
+func TestCorrelationFromLineage(t *testing.T) {
+	var got string
+	e := event.New("orders", 1)
+	e.CorrelationID = "req-9"
+	_ = middleware.Correlation(nil)(func(ctx context.Context, _ *event.Event) error {
+		got = middleware.CorrelationID(ctx)
+		return nil
+	})(context.Background(), e)
+	if got != "req-9" {
+		t.Errorf("CorrelationID = %q, want the event's CorrelationID req-9", got)
+	}
+}

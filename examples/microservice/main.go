@@ -25,7 +25,10 @@
 // the URLs of its /metrics and debug page. Every 25th
 // order is poison: points-service refuses it, retries, and dead-letters it
 // to order.created.dlq, where order-service audits it — all in the order's
-// trace.
+// trace. points-service announces the points it granted (points.granted,
+// emitted with its handler's context, so the event names the order as its
+// cause), and notification-service mails them: the debug page's event view
+// of an order shows that chain.
 package main
 
 import (
@@ -51,6 +54,11 @@ type order struct {
 	ID     string  `json:"id"`
 	Amount float64 `json:"amount"`
 	Poison bool    `json:"poison,omitempty"`
+}
+
+type points struct {
+	Order  string `json:"order"`
+	Points int    `json:"points"`
 }
 
 // debugPath is where the bus's debug page is mounted.
@@ -179,6 +187,18 @@ func subscribe(bus eventstream.EventBus, obs *otelsetup.Setup, service string, r
 			// A mail server outage pauses the group (eventstream.circuit.state)
 			// instead of dead-lettering every confirmation.
 			eventstream.WithCircuitBreaker(eventstream.CircuitBreaker{ConsecutiveFailures: 10, CoolDown: 10 * time.Second}))
+		if err != nil {
+			return err
+		}
+		_, err = bus.On("points.granted", func(ctx context.Context, e *eventstream.Event) error {
+			var p points
+			if err := e.Unmarshal(&p); err != nil {
+				return eventstream.Permanent(err)
+			}
+			otelsetup.Logger(ctx, obs.Logger).DebugContext(ctx, "points mailed", "order", p.Order,
+				"points", p.Points, "correlation_id", e.CorrelationID)
+			return nil
+		}, eventstream.WithConsumerGroup(service), retry)
 	case "points-service":
 		_, err = bus.On("order.created", func(ctx context.Context, e *eventstream.Event) error {
 			var o order
@@ -188,7 +208,9 @@ func subscribe(bus eventstream.EventBus, obs *otelsetup.Setup, service string, r
 			if o.Poison {
 				return fmt.Errorf("grant points for %s: %w", o.ID, errOutOfStock)
 			}
-			return nil
+			// Emitted with the handler's ctx: caused by the order, in its
+			// chain and its trace.
+			return bus.Emit(ctx, "points.granted", points{Order: o.ID, Points: int(o.Amount)}, eventstream.WithKey(o.ID))
 		}, eventstream.WithConsumerGroup(service), eventstream.WithConcurrency(4), retry)
 	case "order-service":
 		_, err = bus.On("order.created.dlq", func(ctx context.Context, e *eventstream.Event) error {
