@@ -110,12 +110,11 @@ func ReplayObserver(f func(d DeadLetter, outcome ReplayOutcome, err error)) Repl
 // consumer group (ReplayConsumerGroup) up to the end offsets it finds when
 // it starts, and commits past each dead letter replayed or left out by
 // the filter, so the next Replay resumes there — in this process or
-// another. Up to 1000 re-emits are under way at once. A dead letter whose
-// re-emit fails is not committed past: its partition stops there, and the
-// next Replay tries it again (with those of its partition that were under
-// way after it) (a filter
-// that leaves dead letters out commits past them too: replay those with
-// another group). Memory mode: the bus keeps the most recent dead letters
+// another; a filter's skipped dead letters are committed past too (replay
+// those with another group). Up to 1000 re-emits are under way at once. A
+// dead letter whose re-emit fails is not committed past: its partition
+// stops there, and the next Replay tries it again (with those of its
+// partition that were under way after it). Memory mode: the bus keeps the most recent dead letters
 // (MemoryConfig.DeadLetterStoreSize); a replayed one leaves that store,
 // one left out or failed stays.
 //

@@ -610,3 +610,21 @@ func TestReplaySendSpanLinksKafka(t *testing.T) {
 		t.Fatalf("replay send span: trace %s, links %v", sends[1].SpanContext().TraceID(), links)
 	}
 }
+
+// With replay on, a cross-site form post from a browser is still refused.
+func TestDebugPageReplayRefusesCrossSite(t *testing.T) {
+	bus := memoryReplayBus(t)
+	srv := httptest.NewServer(eventstream.DebugHandler(bus, history.WithDeadLetterReplay()))
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/deadletters/replay", strings.NewReader("topic=orders"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-site post: %d", resp.StatusCode)
+	}
+}
