@@ -287,6 +287,12 @@ func (b *bus) replayOne(ctx context.Context, dl *Event, d DeadLetter, toGroup st
 	}
 	e := event.New(d.Topic, dl.Data)
 	e.ID, e.Key, e.Raw = d.ID, dl.Key, dl.Raw
+	// The original event's lineage: the dead letter's correlation id is
+	// the original's, and it kept the original's causation id aside.
+	e.CausationID, e.CorrelationID = dl.Headers[HeaderDeadLetterCausationID], dl.CorrelationID
+	if e.CorrelationID == "" {
+		e.CorrelationID = e.ID
+	}
 	e.Headers = make(map[string]string, len(dl.Headers)+1)
 	for k, v := range dl.Headers {
 		// The dead letter's own details and its trace context stay behind:

@@ -628,3 +628,50 @@ func TestDebugPageReplayRefusesCrossSite(t *testing.T) {
 		t.Fatalf("cross-site post: %d", resp.StatusCode)
 	}
 }
+
+// A replayed event keeps its lineage: the causation id (the event whose
+// handler emitted it) and the correlation id of its chain, in both modes.
+func TestReplayKeepsLineage(t *testing.T) {
+	for name, newBus := range map[string]func(t *testing.T) eventstream.EventBus{
+		"memory": memoryReplayBus,
+		"kfake":  kafkaReplayBus(eventstreamtest.KafkaCluster(t)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			bus := newBus(t)
+			var broken atomic.Bool
+			broken.Store(true)
+			got := make(chan *eventstream.Event, 1)
+			var orderID atomic.Value
+			if _, err := bus.On("orders", func(ctx context.Context, e *eventstream.Event) error {
+				orderID.Store(e.ID)
+				return bus.Emit(ctx, "invoices", "for "+e.ID)
+			}, eventstream.WithConsumerGroup("billing")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := bus.On("invoices", func(ctx context.Context, e *eventstream.Event) error {
+				if broken.Load() {
+					return eventstream.Permanent(errors.New("declined"))
+				}
+				got <- e
+				return nil
+			}, eventstream.WithConsumerGroup("mailer")); err != nil {
+				t.Fatal(err)
+			}
+			if err := bus.Emit(context.Background(), "orders", 1, eventstream.WithCorrelationID("req-7")); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "a dead letter", 30*time.Second, func() bool {
+				dls, _ := eventstream.ListDeadLetters(context.Background(), bus, "invoices.dlq", eventstream.DeadLetterFilter{}, 0)
+				return len(dls) == 1
+			})
+			broken.Store(false)
+			if res, err := eventstream.Replay(context.Background(), bus, "invoices.dlq", eventstream.DeadLetterFilter{}); err != nil || res.Replayed != 1 {
+				t.Fatalf("replay: %+v, %v", res, err)
+			}
+			e := <-got
+			if e.CorrelationID != "req-7" || e.CausationID != orderID.Load() {
+				t.Fatalf("replayed event: correlation %q, causation %q (id %q)", e.CorrelationID, e.CausationID, e.ID)
+			}
+		})
+	}
+}
