@@ -675,3 +675,14 @@ func TestReplayKeepsLineage(t *testing.T) {
 		})
 	}
 }
+
+// A bus over an MQ adapter keeps its dead letters in the same store as
+// memory mode, and replays them through the adapter.
+func TestReplayMQAdapter(t *testing.T) {
+	cfg := eventstream.DefaultConfig()
+	cfg.Mode = eventstream.ModeDistributed
+	cfg.MQ = newQueueAdapter(t)
+	b := quietBus(t, cfg)
+	t.Cleanup(func() { _ = b.Close() })
+	replayScenario(t, func(*testing.T) eventstream.EventBus { return b }, "orders")
+}
