@@ -95,7 +95,11 @@ func (s *deadLetterStore) ReadDeadLetters(ctx context.Context, r transport.DeadL
 			back = append(back, mine[i:]...)
 			break
 		}
-		if r.Visit(d.e) != transport.VisitDone {
+		// Memory mode's replays finish before Publish returns; an MQ
+		// adapter's may finish later: wait for each, one at a time.
+		verdict := make(chan transport.Visit, 1)
+		r.Visit(d.e, func(v transport.Visit) { verdict <- v })
+		if <-verdict != transport.VisitDone {
 			back = append(back, d)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -90,9 +91,10 @@ func ReplayLimit(n int) ReplayOption {
 }
 
 // ReplayObserver calls f for each dead letter read, with what was done
-// and, for a failure, why: for progress reports or a dry run's listing. f
-// runs on Replay's goroutine, in the order of the dead-letter topic
-// (within a Kafka partition). Default: none.
+// and, for a failure, why: for progress reports or a dry run's listing.
+// Calls are one at a time, not necessarily on Replay's goroutine: on Kafka
+// a replay's outcome is the broker's acknowledgement, and many replays are
+// under way at once. Default: none.
 func ReplayObserver(f func(d DeadLetter, outcome ReplayOutcome, err error)) ReplayOption {
 	return replayOptionFunc(func(o *replayOptions) { o.observe = f })
 }
@@ -108,10 +110,11 @@ func ReplayObserver(f func(d DeadLetter, outcome ReplayOutcome, err error)) Repl
 // consumer group (ReplayConsumerGroup) up to the end offsets it finds when
 // it starts, and commits past each dead letter replayed or left out by
 // the filter, so the next Replay resumes there — in this process or
-// another. A dead letter whose re-emit fails is not committed past: its
-// partition stops there, and the next Replay tries it again (a filter
-// that leaves dead letters out commits past them too: replay those with
-// another group). Memory mode: the bus keeps the most recent dead letters
+// another; a filter's skipped dead letters are committed past too (replay
+// those with another group). Up to 1000 re-emits are under way at once. A
+// dead letter whose re-emit fails is not committed past: its partition
+// stops there, and the next Replay tries it again (with those of its
+// partition that were under way after it). Memory mode: the bus keeps the most recent dead letters
 // (MemoryConfig.DeadLetterStoreSize); a replayed one leaves that store,
 // one left out or failed stays.
 //
@@ -143,24 +146,15 @@ func Replay(ctx context.Context, eb EventBus, deadLetterTopic string, filter Dea
 	if o.consumerGroup == "" {
 		o.consumerGroup = deadLetterTopic + ".replay"
 	}
-	res := ReplayResult{DryRun: o.dryRun}
-	var rerr *ReplayError
-	visit := func(dl *Event) transport.Visit {
-		d := b.describeDeadLetter(deadLetterTopic, dl)
-		outcome, err := ReplayOutcomeSkipped, error(nil)
-		switch {
-		case o.limit > 0 && res.Replayed >= o.limit:
-			return transport.VisitStop // not done: left for the next Replay
-		case d.Topic == "" || !filter.Match(d):
-		case o.dryRun:
-			outcome = ReplayOutcomeReplayed
-		default:
-			if err = b.replayOne(ctx, dl, d, o.toGroup); err != nil {
-				outcome = ReplayOutcomeFailed
-			} else {
-				outcome = ReplayOutcomeReplayed
-			}
-		}
+	var (
+		mu      sync.Mutex // guards res, rerr and started; serializes o.observe
+		res     = ReplayResult{DryRun: o.dryRun}
+		rerr    *ReplayError
+		started int
+	)
+	// finish records what became of one dead letter and tells the reader.
+	finish := func(d DeadLetter, outcome ReplayOutcome, err error, done func(transport.Visit)) {
+		mu.Lock()
 		switch outcome {
 		case ReplayOutcomeReplayed:
 			res.Replayed++
@@ -175,13 +169,48 @@ func Replay(ctx context.Context, eb EventBus, deadLetterTopic string, filter Dea
 		if o.observe != nil {
 			o.observe(d, outcome, err)
 		}
+		mu.Unlock()
 		switch {
 		case outcome == ReplayOutcomeFailed:
-			return transport.VisitStop
+			done(transport.VisitStop)
 		case outcome == ReplayOutcomeReplayed && !o.dryRun:
-			return transport.VisitDone
+			done(transport.VisitDone)
+		default:
+			done(transport.VisitPassed)
 		}
-		return transport.VisitPassed
+	}
+	// visit runs on the reader's goroutine; a replay's outcome comes
+	// later, from the transport, so that many are under way at once (the
+	// reader bounds how many).
+	visit := func(dl *Event, done func(transport.Visit)) {
+		d := b.describeDeadLetter(deadLetterTopic, dl)
+		switch {
+		case d.Topic == "" || !filter.Match(d):
+			finish(d, ReplayOutcomeSkipped, nil, done)
+			return
+		case o.limit > 0:
+			mu.Lock()
+			full := started >= o.limit
+			if !full {
+				started++
+			}
+			mu.Unlock()
+			if full {
+				done(transport.VisitStop) // not done: left for the next Replay
+				return
+			}
+		}
+		if o.dryRun {
+			finish(d, ReplayOutcomeReplayed, nil, done)
+			return
+		}
+		b.replayOne(ctx, dl, d, o.toGroup, func(err error) {
+			if err != nil {
+				finish(d, ReplayOutcomeFailed, err, done)
+			} else {
+				finish(d, ReplayOutcomeReplayed, nil, done)
+			}
+		})
 	}
 	err = src.ReadDeadLetters(ctx, transport.DeadLetterRead{
 		Topic: deadLetterTopic, Group: o.consumerGroup, Commit: !o.dryRun, Visit: visit,
@@ -210,11 +239,11 @@ func ListDeadLetters(ctx context.Context, eb EventBus, deadLetterTopic string, f
 
 func (b *bus) listDeadLetters(ctx context.Context, src transport.DeadLetterReader, topic string, filter DeadLetterFilter, n int, last int64) ([]DeadLetter, error) {
 	var out []DeadLetter
-	err := src.ReadDeadLetters(ctx, transport.DeadLetterRead{Topic: topic, Last: last, Visit: func(dl *Event) transport.Visit {
+	err := src.ReadDeadLetters(ctx, transport.DeadLetterRead{Topic: topic, Last: last, Visit: func(dl *Event, done func(transport.Visit)) {
 		if d := b.describeDeadLetter(topic, dl); d.Topic != "" && filter.Match(d) {
 			out = append(out, d)
 		}
-		return transport.VisitPassed
+		done(transport.VisitPassed)
 	}})
 	slices.SortStableFunc(out, func(x, y DeadLetter) int { return y.Time.Compare(x.Time) })
 	if n > 0 && len(out) > n {
@@ -245,16 +274,25 @@ func deadLetterSourceOf(eb EventBus, topic string) (*bus, transport.DeadLetterRe
 }
 
 // replayOne re-emits the dead letter dl (described by d) to its original
-// topic.
-func (b *bus) replayOne(ctx context.Context, dl *Event, d DeadLetter, toGroup string) error {
+// topic and calls done once with the outcome: on Kafka, the broker's
+// acknowledgement, from the producer's goroutine.
+func (b *bus) replayOne(ctx context.Context, dl *Event, d DeadLetter, toGroup string, done func(error)) {
 	if b.closed.Load() {
-		return ErrClosed
+		done(ErrClosed)
+		return
 	}
 	if err := validateTopic(d.Topic); err != nil {
-		return err
+		done(err)
+		return
 	}
 	e := event.New(d.Topic, dl.Data)
 	e.ID, e.Key, e.Raw = d.ID, dl.Key, dl.Raw
+	// The original event's lineage: the dead letter's correlation id is
+	// the original's, and it kept the original's causation id aside.
+	e.CausationID, e.CorrelationID = dl.Headers[HeaderDeadLetterCausationID], dl.CorrelationID
+	if e.CorrelationID == "" {
+		e.CorrelationID = e.ID
+	}
 	e.Headers = make(map[string]string, len(dl.Headers)+1)
 	for k, v := range dl.Headers {
 		// The dead letter's own details and its trace context stay behind:
@@ -277,7 +315,12 @@ func (b *bus) replayOne(ctx context.Context, dl *Event, d DeadLetter, toGroup st
 		e.Headers[HeaderReplayGroup] = toGroup
 	}
 	ctx = itel.WithSendLink(ctx, b.deadLetterSpanContext(dl))
-	return b.emit(ctx, e)
+	ctx = context.WithValue(ctx, publishKey{}, &publishRequest{b, transport.PublishOptions{Done: func(err error) {
+		done(err)
+	}}})
+	if err := b.emit(ctx, e); err != nil {
+		done(err) // the transport calls Done only when Publish succeeded
+	}
 }
 
 // deadLetterHeaderPrefix starts every HeaderDeadLetter* name.

@@ -610,3 +610,79 @@ func TestReplaySendSpanLinksKafka(t *testing.T) {
 		t.Fatalf("replay send span: trace %s, links %v", sends[1].SpanContext().TraceID(), links)
 	}
 }
+
+// With replay on, a cross-site form post from a browser is still refused.
+func TestDebugPageReplayRefusesCrossSite(t *testing.T) {
+	bus := memoryReplayBus(t)
+	srv := httptest.NewServer(eventstream.DebugHandler(bus, history.WithDeadLetterReplay()))
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/deadletters/replay", strings.NewReader("topic=orders"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-site post: %d", resp.StatusCode)
+	}
+}
+
+// A replayed event keeps its lineage: the causation id (the event whose
+// handler emitted it) and the correlation id of its chain, in both modes.
+func TestReplayKeepsLineage(t *testing.T) {
+	for name, newBus := range map[string]func(t *testing.T) eventstream.EventBus{
+		"memory": memoryReplayBus,
+		"kfake":  kafkaReplayBus(eventstreamtest.KafkaCluster(t)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			bus := newBus(t)
+			var broken atomic.Bool
+			broken.Store(true)
+			got := make(chan *eventstream.Event, 1)
+			var orderID atomic.Value
+			if _, err := bus.On("orders", func(ctx context.Context, e *eventstream.Event) error {
+				orderID.Store(e.ID)
+				return bus.Emit(ctx, "invoices", "for "+e.ID)
+			}, eventstream.WithConsumerGroup("billing")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := bus.On("invoices", func(ctx context.Context, e *eventstream.Event) error {
+				if broken.Load() {
+					return eventstream.Permanent(errors.New("declined"))
+				}
+				got <- e
+				return nil
+			}, eventstream.WithConsumerGroup("mailer")); err != nil {
+				t.Fatal(err)
+			}
+			if err := bus.Emit(context.Background(), "orders", 1, eventstream.WithCorrelationID("req-7")); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "a dead letter", 30*time.Second, func() bool {
+				dls, _ := eventstream.ListDeadLetters(context.Background(), bus, "invoices.dlq", eventstream.DeadLetterFilter{}, 0)
+				return len(dls) == 1
+			})
+			broken.Store(false)
+			if res, err := eventstream.Replay(context.Background(), bus, "invoices.dlq", eventstream.DeadLetterFilter{}); err != nil || res.Replayed != 1 {
+				t.Fatalf("replay: %+v, %v", res, err)
+			}
+			e := <-got
+			if e.CorrelationID != "req-7" || e.CausationID != orderID.Load() {
+				t.Fatalf("replayed event: correlation %q, causation %q (id %q)", e.CorrelationID, e.CausationID, e.ID)
+			}
+		})
+	}
+}
+
+// A bus over an MQ adapter keeps its dead letters in the same store as
+// memory mode, and replays them through the adapter.
+func TestReplayMQAdapter(t *testing.T) {
+	cfg := eventstream.DefaultConfig()
+	cfg.Mode = eventstream.ModeDistributed
+	cfg.MQ = newQueueAdapter(t)
+	b := quietBus(t, cfg)
+	t.Cleanup(func() { _ = b.Close() })
+	replayScenario(t, func(*testing.T) eventstream.EventBus { return b }, "orders")
+}

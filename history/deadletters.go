@@ -182,6 +182,12 @@ func (h *handler) replayDeadLetters(w http.ResponseWriter, r *http.Request, src 
 		http.Error(w, "replay from this page is off (history.WithDeadLetterReplay turns it on)", http.StatusForbidden)
 		return
 	}
+	// A page elsewhere that the operator's browser opens must not post here
+	// (Sec-Fetch-Site / Origin checks; curl and other clients pass).
+	if err := new(http.CrossOriginProtection).Check(r); err != nil {
+		http.Error(w, err.Error(), http.StatusForbidden)
+		return
+	}
 	if err := r.ParseForm(); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -90,72 +91,192 @@ func (t *Transport) ReadDeadLetters(ctx context.Context, r transport.DeadLetterR
 	}
 	defer cl.Close()
 
-	var (
-		progress   kadm.Offsets // the offsets to commit
-		stopped    = map[int32]bool{}
-		lastCommit = time.Now()
-	)
+	p := newReadProgress(r.Topic)
 	commit := func() error {
-		if !r.Commit || len(progress) == 0 {
+		offsets := p.committable()
+		if !r.Commit || len(offsets) == 0 {
 			return nil
 		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), clientOpTimeout)
 		defer cancel()
-		resp, err := t.adm.CommitOffsets(cctx, r.Group, progress)
+		resp, err := t.adm.CommitOffsets(cctx, r.Group, offsets)
 		if err == nil {
 			err = resp.Error()
 		}
 		if err != nil {
 			return &Error{Op: "commit offsets of group " + r.Group, Topic: r.Topic, Err: err}
 		}
-		progress, lastCommit = nil, time.Now()
 		return nil
 	}
+	// finish waits for the visits under way, then commits.
+	finish := func(err error) error {
+		p.wait()
+		return errors.Join(err, commit())
+	}
+	lastCommit := time.Now()
 	for len(end) > 0 {
 		pctx, cancel := context.WithTimeout(ctx, readIdle)
 		fs := cl.PollFetches(pctx)
 		cancel()
 		if err := ctx.Err(); err != nil {
-			return errors.Join(err, commit())
+			return finish(err)
 		}
 		if fs.IsClientClosed() || (fs.NumRecords() == 0 && pctx.Err() != nil) {
 			break // idle: what is left below the ends is not readable
 		}
 		var fetchErr error
-		fs.EachError(func(_ string, p int32, err error) {
+		fs.EachError(func(_ string, _ int32, err error) {
 			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 				fetchErr = &Error{Op: "read dead letters", Topic: r.Topic, Err: err}
 			}
 		})
 		if fetchErr != nil {
-			return errors.Join(fetchErr, commit())
+			return finish(fetchErr)
 		}
 		for rec := range fs.RecordsAll() {
-			p := rec.Partition
-			stop, open := end[p]
-			if !open || stopped[p] {
+			part := rec.Partition
+			stop, open := end[part]
+			if !open || p.stopped(part) {
+				delete(end, part)
 				continue
 			}
 			if rec.Offset >= stop {
-				delete(end, p)
+				delete(end, part)
 				continue
+			}
+			if err := p.acquire(ctx); err != nil {
+				return finish(err)
 			}
 			e, _ := t.codec.decode(rec) // a value that is not JSON is still a dead letter: Raw holds it
-			if r.Visit(e) == transport.VisitStop {
-				stopped[p] = true
-				delete(end, p)
-				continue
-			}
-			progress.Add(kadm.NewOffsetFromRecord(rec))
+			r.Visit(e, p.start(rec))
 			if rec.Offset+1 >= stop {
-				delete(end, p)
+				delete(end, part)
 			}
 		}
 		if time.Since(lastCommit) >= commitEvery {
 			if err := commit(); err != nil {
-				return err
+				return finish(err)
 			}
+			lastCommit = time.Now()
 		}
 	}
-	return commit()
+	return finish(nil)
+}
+
+// readWindow bounds the visits under way at once (replays waiting for the
+// broker's acknowledgement).
+const readWindow = 1000
+
+// readProgress tracks, per partition, the records visited in order and
+// what became of them, so that the offset committed never passes a record
+// not done, whatever order the visits finish in.
+type readProgress struct {
+	topic string
+	sem   chan struct{}
+
+	mu    sync.Mutex
+	parts map[int32]*partProgress
+}
+
+type partProgress struct {
+	queue   []*visitSlot // visited, oldest first, up to the first not done
+	next    int64        // the offset to commit: after the last done in order
+	epoch   int32
+	stopped bool
+	moved   bool // next moved since the last commit
+}
+
+type visitSlot struct {
+	offset int64
+	epoch  int32
+	state  int8 // 0 under way, 1 done, 2 stop
+}
+
+func newReadProgress(topic string) *readProgress {
+	return &readProgress{topic: topic, sem: make(chan struct{}, readWindow), parts: map[int32]*partProgress{}}
+}
+
+func (p *readProgress) acquire(ctx context.Context) error {
+	select {
+	case p.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// wait returns once every visit started has finished.
+func (p *readProgress) wait() {
+	for range cap(p.sem) {
+		p.sem <- struct{}{}
+	}
+	for range cap(p.sem) {
+		<-p.sem
+	}
+}
+
+func (p *readProgress) stopped(part int32) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pp := p.parts[part]
+	return pp != nil && pp.stopped
+}
+
+// start records a visit of rec and returns the function that ends it.
+func (p *readProgress) start(rec *kgo.Record) func(transport.Visit) {
+	slot := &visitSlot{offset: rec.Offset, epoch: rec.LeaderEpoch}
+	p.mu.Lock()
+	pp := p.parts[rec.Partition]
+	if pp == nil {
+		pp = &partProgress{}
+		p.parts[rec.Partition] = pp
+	}
+	pp.queue = append(pp.queue, slot)
+	p.mu.Unlock()
+	var once sync.Once
+	return func(v transport.Visit) {
+		once.Do(func() {
+			p.mu.Lock()
+			if v == transport.VisitStop {
+				slot.state = 2
+			} else {
+				slot.state = 1
+			}
+			pp.advance()
+			p.mu.Unlock()
+			<-p.sem
+		})
+	}
+}
+
+// advance moves the commit point past the visits done in order, and stops
+// the partition at the first that was refused.
+func (pp *partProgress) advance() {
+	for len(pp.queue) > 0 {
+		head := pp.queue[0]
+		switch head.state {
+		case 0:
+			return
+		case 2:
+			pp.stopped = true
+			return
+		}
+		pp.next, pp.epoch, pp.moved = head.offset+1, head.epoch, true
+		pp.queue[0] = nil
+		pp.queue = pp.queue[1:]
+	}
+}
+
+// committable returns the offsets that moved since the last call.
+func (p *readProgress) committable() kadm.Offsets {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var os kadm.Offsets
+	for part, pp := range p.parts {
+		if pp.moved {
+			os.Add(kadm.Offset{Topic: p.topic, Partition: part, At: pp.next, LeaderEpoch: pp.epoch})
+			pp.moved = false
+		}
+	}
+	return os
 }

@@ -156,8 +156,11 @@ type DeadLetterRead struct {
 	// partition.
 	Last int64
 	// Visit is called for each record, in order within a partition, from
-	// one goroutine.
-	Visit func(e *event.Event) Visit
+	// one goroutine. It must call done exactly once, with what became of
+	// the record, now or later from any goroutine: the reader keeps a
+	// bounded number of visits under way, and commits nothing past one not
+	// done.
+	Visit func(e *event.Event, done func(Visit))
 }
 
 // Visit is what became of one dead letter read.
@@ -170,7 +173,8 @@ const (
 	// past it; a store keeps it.
 	VisitPassed
 	// VisitStop: not done (its replay failed). Progress stops before it
-	// and its partition is read no further; a store keeps it.
+	// and its partition is read no further (visits of it already under way
+	// still finish); a store keeps it.
 	VisitStop
 )
 
