@@ -102,28 +102,37 @@ func TestTimeoutComposesWithRetry(t *testing.T) {
 	})
 }
 
-// Correlation reads the id from the event's header in both modes (in
-// Kafka mode it travelled as a record header).
+// Correlation reads the event's correlation id in both modes (in Kafka
+// mode it travelled in a record header), also in a handler two events down
+// the chain.
 func TestCorrelationThroughBus(t *testing.T) {
 	eachMode(t, nil, func(t *testing.T, b eventstream.EventBus) {
-		ids := make(chan string, 1)
+		ids := make(chan string, 2)
+		corr := eventstream.WithSubscriptionMiddleware(middleware.Correlation(nil))
+		if _, err := b.On("checkout", func(ctx context.Context, e *eventstream.Event) error {
+			ids <- middleware.CorrelationID(ctx)
+			return b.Emit(ctx, "payments", 2)
+		}, corr); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := b.On("payments", func(ctx context.Context, e *eventstream.Event) error {
 			ids <- middleware.CorrelationID(ctx)
 			return nil
-		}, eventstream.WithSubscriptionMiddleware(middleware.Correlation(nil))); err != nil {
+		}, corr); err != nil {
 			t.Fatal(err)
 		}
-		if err := b.Emit(context.Background(), "payments", 1,
-			eventstream.WithHeaders(map[string]string{middleware.CorrelationHeader: "checkout-7"})); err != nil {
+		if err := b.Emit(context.Background(), "checkout", 1, eventstream.WithCorrelationID("checkout-7")); err != nil {
 			t.Fatal(err)
 		}
-		select {
-		case id := <-ids:
-			if id != "checkout-7" {
-				t.Errorf("CorrelationID = %q, want checkout-7", id)
+		for range 2 {
+			select {
+			case id := <-ids:
+				if id != "checkout-7" {
+					t.Errorf("CorrelationID = %q, want checkout-7", id)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("not delivered")
 			}
-		case <-time.After(20 * time.Second):
-			t.Fatal("not delivered")
 		}
 	})
 }

@@ -7,11 +7,6 @@ import (
 	"libx.net/eventstream/event"
 )
 
-// CorrelationHeader is the header Correlation reads the correlation id
-// from: the id shared by every event of one business transaction (an order,
-// a request), which a log search or a trace query follows across services.
-const CorrelationHeader = "eventstream-correlation-id"
-
 // logKeyCorrelation is the attribute Correlation adds to the handler's
 // logger.
 const logKeyCorrelation = "correlation_id"
@@ -20,13 +15,13 @@ type correlationKey struct{}
 
 type loggerKey struct{}
 
-// Correlation returns middleware that puts the event's correlation id
-// into the handler's context, where CorrelationID reads it, and a logger
-// carrying it as correlation_id into the context, where Logger reads it.
-// The id is the event's CorrelationHeader when set, else its
-// Event.CorrelationID (which the bus fills for every event: the chain's
-// first event's id, or the one given with WithCorrelationID), else its own
-// id.
+// Correlation returns middleware that puts the event's correlation id —
+// Event.CorrelationID, the id shared by every event of one chain (an
+// order, a request), which a log search or a trace query follows across
+// services — into the handler's context, where CorrelationID reads it, and
+// a logger carrying it as correlation_id into the context, where Logger
+// reads it. An event without one (a record another producer wrote) is the
+// first of its chain: its own id is the correlation id.
 //
 // logger is the logger the handler's one is derived from; nil means
 // slog.Default() at the time of each event. The derived logger is built
@@ -47,12 +42,8 @@ func Correlation(logger *slog.Logger) event.Middleware {
 	}
 }
 
-// correlationOf is e's correlation id: its header when a producer set one,
-// else the bus's lineage (Event.CorrelationID), else its own id.
+// correlationOf is e's correlation id, else its own id.
 func correlationOf(e *event.Event) string {
-	if id := e.Headers[CorrelationHeader]; id != "" {
-		return id
-	}
 	if e.CorrelationID != "" {
 		return e.CorrelationID
 	}

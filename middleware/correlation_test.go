@@ -12,7 +12,7 @@ import (
 	"libx.net/eventstream/middleware"
 )
 
-func TestCorrelationFromHeader(t *testing.T) {
+func TestCorrelationFromEvent(t *testing.T) {
 	var buf bytes.Buffer
 	h := middleware.Correlation(jsonLogger(&buf, slog.LevelInfo))(func(ctx context.Context, e *event.Event) error {
 		if got := middleware.CorrelationID(ctx); got != "order-42" {
@@ -22,7 +22,7 @@ func TestCorrelationFromHeader(t *testing.T) {
 		return nil
 	})
 	e := event.New("orders", nil)
-	e.Headers = map[string]string{middleware.CorrelationHeader: "order-42"}
+	e.CorrelationID = "order-42"
 	if err := h(context.Background(), e); err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func TestCorrelationFromHeader(t *testing.T) {
 	}
 }
 
-// An event without the header starts its transaction: its id is the
+// An event without a correlation id starts its chain: its id is the
 // correlation id.
 func TestCorrelationDefaultsToEventID(t *testing.T) {
 	e := event.New("orders", nil)
@@ -67,8 +67,7 @@ func ExampleCorrelation() {
 		fmt.Println(middleware.CorrelationID(ctx))
 		return nil
 	})
-	e := &event.Event{ID: "0190a3c2-0000-7000-8000-000000000001", Topic: "payments",
-		Headers: map[string]string{middleware.CorrelationHeader: "checkout-7"}}
+	e := &event.Event{ID: "0190a3c2-0000-7000-8000-000000000001", Topic: "payments", CorrelationID: "checkout-7"}
 	_ = h(context.Background(), e)
 	// Output:
 	// level=INFO msg="payment captured" correlation_id=checkout-7
