@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"libx.net/eventstream"
 )
 
@@ -415,5 +417,190 @@ func TestHandedOverEventsGoFirst(t *testing.T) {
 	defer mu.Unlock()
 	if len(faults) > 0 {
 		t.Fatalf("%d inversions, first ones: %v", len(faults), faults[:min(len(faults), 5)])
+	}
+}
+
+// The stress test of leaving, beside TestHandlerChainsUnderTinyPools: on
+// pools of 1, 2 and 4 workers and lanes of 4 events, members of mixed
+// concurrency join a group and leave it — from outside, from their own
+// handler, from another subscription's handler — while keyed events flow,
+// and the last one leaves while Close runs. Every accepted event is handled
+// exactly once per group or counted by Close, a key runs one at a time and
+// in emit order within a member, and the goroutines come back to where
+// they were.
+func TestLeavingUnderTinyPools(t *testing.T) {
+	for _, pool := range []int{1, 2, 4} {
+		t.Run(fmt.Sprintf("pool=%d", pool), func(t *testing.T) {
+			defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+			stressLeaving(t, pool)
+		})
+	}
+}
+
+func stressLeaving(t *testing.T, pool int) {
+	b := quietBus(t, smallConfig(pool, 4))
+	const keys, n = 8, 600
+	var (
+		mu       sync.Mutex
+		last     = map[string]map[string]int{} // member → key → last seq
+		running  = map[string]map[string]int{} // member → key → handlers running
+		seen     = map[string]map[string]int{} // group → event id → times handled
+		faults   []string
+		handledG atomic.Int64
+	)
+	record := func(group, member string, e *eventstream.Event) {
+		var seq int
+		if err := e.Unmarshal(&seq); err != nil {
+			t.Error(err)
+			return
+		}
+		mu.Lock()
+		if last[member] == nil {
+			last[member], running[member] = map[string]int{}, map[string]int{}
+		}
+		if seen[group] == nil {
+			seen[group] = map[string]int{}
+		}
+		seen[group][e.ID]++
+		if seen[group][e.ID] > 1 {
+			faults = append(faults, fmt.Sprintf("group %s handled %s twice", group, e.ID))
+		}
+		running[member][e.Key]++
+		if running[member][e.Key] > 1 {
+			faults = append(faults, fmt.Sprintf("%s: key %s runs twice at once", member, e.Key))
+		}
+		if prev, ok := last[member][e.Key]; ok && seq < prev {
+			faults = append(faults, fmt.Sprintf("%s: key %s: %d after %d", member, e.Key, seq, prev))
+		}
+		last[member][e.Key] = seq
+		mu.Unlock()
+		time.Sleep(50 * time.Microsecond)
+		mu.Lock()
+		running[member][e.Key]--
+		mu.Unlock()
+	}
+	member := func(name string) eventstream.EventHandler {
+		return func(_ context.Context, e *eventstream.Event) error {
+			record("g", name, e)
+			handledG.Add(1)
+			return nil
+		}
+	}
+	join := func(name string, conc int, h eventstream.EventHandler) eventstream.Subscription {
+		s, err := b.On("churn", h, eventstream.WithConsumerGroup("g"), eventstream.WithConcurrency(conc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	join("stable", 2, member("stable"))
+	// A second group sees every event too, with one steady member.
+	if _, err := b.On("churn", func(_ context.Context, e *eventstream.Event) error {
+		record("h", "h", e)
+		return nil
+	}, eventstream.WithConsumerGroup("h")); err != nil {
+		t.Fatal(err)
+	}
+	// Off from another subscription's handler: the control topic's
+	// handler takes subscriptions off by number.
+	var ctlMu sync.Mutex
+	toOff := map[int]eventstream.Subscription{}
+	offErrs := make(chan error, 1000)
+	if _, err := b.On("churn.ctl", func(_ context.Context, e *eventstream.Event) error {
+		var id int
+		if err := e.Unmarshal(&id); err != nil {
+			return err
+		}
+		ctlMu.Lock()
+		s := toOff[id]
+		ctlMu.Unlock()
+		offErrs <- b.Off(s)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	emitted := make(chan struct{})
+	go func() {
+		defer close(emitted)
+		for i := range n / keys {
+			for k := range keys {
+				if err := b.Emit(context.Background(), "churn", i, eventstream.WithKey(fmt.Sprintf("k%d", k))); err != nil {
+					t.Errorf("Emit: %v", err)
+					return
+				}
+			}
+		}
+	}()
+	for round := 0; ; round++ {
+		select {
+		case <-emitted:
+		default:
+			name := fmt.Sprintf("m%d", round)
+			conc := 1 + round%3
+			switch round % 3 {
+			case 0: // leaves from outside
+				s := join(name, conc, member(name))
+				time.Sleep(2 * time.Millisecond)
+				offErrs <- b.Off(s)
+			case 1: // leaves from its own handler, after a few events
+				var s eventstream.Subscription
+				joined := make(chan struct{})
+				var count atomic.Int64
+				h := member(name)
+				s = join(name, conc, func(ctx context.Context, e *eventstream.Event) error {
+					err := h(ctx, e)
+					if count.Add(1) == 3 {
+						<-joined
+						offErrs <- b.Off(s)
+					}
+					return err
+				})
+				close(joined)
+				time.Sleep(2 * time.Millisecond)
+			case 2: // taken off by another subscription's handler
+				s := join(name, conc, member(name))
+				ctlMu.Lock()
+				toOff[round] = s
+				ctlMu.Unlock()
+				time.Sleep(time.Millisecond)
+				if err := b.Emit(context.Background(), "churn.ctl", round); err != nil {
+					t.Fatal(err)
+				}
+			}
+			continue
+		}
+		break
+	}
+	// The last member leaves while Close runs.
+	s := join("racer", 2, member("racer"))
+	racing := make(chan struct{})
+	go func() { defer close(racing); offErrs <- b.Off(s) }()
+	closeErr := b.Close()
+	<-racing
+	unhandled := 0
+	if closeErr != nil {
+		var se *eventstream.ShutdownError
+		if !errors.As(closeErr, &se) {
+			t.Fatalf("Close: %v", closeErr)
+		}
+		unhandled = se.Unhandled
+	}
+	close(offErrs)
+	for err := range offErrs {
+		if err != nil && !errors.Is(err, eventstream.ErrClosed) && !errors.Is(err, eventstream.ErrUnknownSubscription) {
+			t.Errorf("Off: %v", err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(faults) > 0 {
+		t.Fatalf("%d faults, first ones: %v", len(faults), faults[:min(len(faults), 5)])
+	}
+	if got := int(handledG.Load()) + unhandled; got != n || len(seen["g"]) != int(handledG.Load()) {
+		t.Fatalf("group g: %d handled + %d counted by Close, want %d", handledG.Load(), unhandled, n)
+	}
+	if len(seen["h"])+unhandled < n {
+		t.Fatalf("group h: %d handled, %d counted by Close, want %d", len(seen["h"]), unhandled, n)
 	}
 }
