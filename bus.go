@@ -70,8 +70,11 @@ type EventBus interface {
 	On(topic string, handler EventHandler, opts ...SubscribeOption) (Subscription, error)
 	// Off stops new deliveries to the subscription at once, lets it finish
 	// the events already accepted for it (within Config.ShutdownTimeout;
-	// what is left then goes to the other members of its group), and
-	// returns once its in-flight handlers have finished.
+	// what is left then goes to the other members of its group; a group's
+	// last member returns a *ShutdownError counting what it discarded), and
+	// returns once its in-flight handlers have finished. Called from a
+	// handler, it does not wait for the caller nor for the queue: the
+	// subscription finishes its queue afterwards, and Close drains it.
 	Off(subscription Subscription) error
 	// Close refuses new events (ErrClosed), drains those already accepted
 	// within Config.ShutdownTimeout, releases everything and returns. It is

@@ -105,7 +105,8 @@ func (e *EncodeError) Unwrap() []error { return []error{ErrEncode, e.Err} }
 // ShutdownError reports events that Close could not finish before the
 // shutdown timeout: accepted but not handled (neither retried nor
 // dead-lettered after Close returned). Err, when set, says what else did not
-// stop in time (handlers still running).
+// stop in time (handlers still running). Off returns one too when the last
+// member of a group left with events it could not finish in time.
 type ShutdownError struct {
 	Unhandled int
 	Err       error

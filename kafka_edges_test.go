@@ -250,3 +250,53 @@ func TestKafkaEmitToTopicWithoutValidDeadLetterTopic(t *testing.T) {
 		t.Fatalf("got %v", e.Data)
 	}
 }
+
+// Off(B) from a handler of A waits for B's handler in flight: being in some
+// handler of the bus is not being in one of B's.
+func TestKafkaOffFromOtherHandlerWaitsForIt(t *testing.T) {
+	brokers := eventstreamtest.KafkaCluster(t)
+	topicA, topicB := eventstreamtest.Topic(t)+"-a", eventstreamtest.Topic(t)+"-b"
+	createTopic(t, brokers, topicA, 1)
+	createTopic(t, brokers, topicB, 1)
+	b := quietKafkaBus(t, brokers, nil)
+	bStarted := make(chan struct{})
+	var bDone atomic.Int64
+	subB, err := b.On(topicB, func(context.Context, *eventstream.Event) error {
+		close(bStarted)
+		time.Sleep(300 * time.Millisecond)
+		bDone.Store(time.Now().UnixNano())
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		err error
+		at  int64
+	}
+	off := make(chan result, 1)
+	if _, err := b.On(topicA, func(context.Context, *eventstream.Event) error {
+		<-bStarted
+		err := b.Off(subB)
+		off <- result{err, time.Now().UnixNano()}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range []string{topicB, topicA} {
+		if err := b.Emit(context.Background(), topic, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case r := <-off:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if done := bDone.Load(); done == 0 || r.at < done {
+			t.Fatal("Off(B) from A's handler returned before B's handler in flight finished")
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Off(B) from A's handler did not return")
+	}
+}

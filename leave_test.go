@@ -231,6 +231,42 @@ func TestOffRacingClose(t *testing.T) {
 	}
 }
 
+// The last member of a group that cannot finish its queue within the
+// shutdown timeout says how many events it discarded: Off returns a
+// ShutdownError.
+func TestOffLastMemberCountsWhatItDiscards(t *testing.T) {
+	cfg := smallConfig(4, 100)
+	cfg.ShutdownTimeout = 50 * time.Millisecond
+	b := quietBus(t, cfg)
+	defer b.Close()
+	started := make(chan struct{})
+	var handled atomic.Int64
+	var once sync.Once
+	sub, err := b.On("slow.last", func(context.Context, *eventstream.Event) error {
+		once.Do(func() {
+			close(started)
+			time.Sleep(4 * cfg.ShutdownTimeout)
+		})
+		handled.Add(1)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 5
+	for i := range n {
+		if err := b.Emit(context.Background(), "slow.last", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-started
+	err = b.Off(sub)
+	var se *eventstream.ShutdownError
+	if !errors.As(err, &se) || int(handled.Load())+se.Unhandled != n {
+		t.Fatalf("Off = %v after %d of %d events handled: want a ShutdownError counting the rest", err, handled.Load(), n)
+	}
+}
+
 // A subscription without a group that leaves from its own handler (the
 // handle-once pattern) folds into the ended series like any other.
 func TestHandleOnceFoldsIntoEnded(t *testing.T) {
