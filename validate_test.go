@@ -60,12 +60,17 @@ type (
 	EmbedsUnexportedOK    struct{ withPlainLower }
 	withPlainLower        struct{ N int }
 	EmbedsUnexportedTwice struct{ EmbedsUnexportedChan }
-	// Its unexported fields are not.
+	// Its unexported fields are not. (These fields are read by reflection
+	// only.)
+	//lint:ignore U1000 read by encoding/json's and the bus's reflection
 	EmbedsUnexportedHidden struct{ hiddenChan }
-	hiddenChan             struct{ c chan int }
+	//lint:ignore U1000 read by reflection
+	hiddenChan struct{ c chan int }
 	// An embedded unexported non-struct is never encoded.
+	//lint:ignore U1000 read by reflection
 	EmbedsUnexportedNonStruct struct{ chanLower }
-	chanLower                 chan int
+	//lint:ignore U1000 read by reflection
+	chanLower chan int
 	// A tag makes the embedded struct a field of its own.
 	EmbedsTagged struct {
 		withChanLower `json:"inner"`
@@ -109,7 +114,8 @@ type (
 	// An invalid tag name keeps the Go name.
 	BadTag struct {
 		withChanLower
-		C int `json:"bad\\"`
+		//lint:ignore SA5008 an invalid tag name is the shape under test
+		C int `json:"bad'"`
 	}
 	// Recursion.
 	Node     struct{ Next *Node }
