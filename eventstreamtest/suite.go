@@ -65,6 +65,7 @@ func Run(t *testing.T, tr Transport) {
 		{"OffKeepsGroupDelivery", testOffGroup},
 		{"BadInput", testBadInput},
 		{"KeyAndHeaders", testKeyAndHeaders},
+		{"Lineage", testLineage},
 	}
 	for _, tc := range tests {
 		if tc.name == "Backpressure" && !tr.Backpressure {
