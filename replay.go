@@ -440,9 +440,13 @@ func (d debugSource) DeadLetters(ctx context.Context, f history.DeadLetterFilter
 	return out, nil
 }
 
-func (d debugSource) ReplayDeadLetters(ctx context.Context, f history.DeadLetterFilter) (history.ReplayResult, error) {
+func (d debugSource) ReplayDeadLetters(ctx context.Context, f history.DeadLetterFilter, toGroup string) (history.ReplayResult, error) {
 	if d.b.opts.deadLetterTopic == nil {
 		return ReplayResult{}, &ReplayUnsupportedError{Reason: "dead letters are off (WithoutDeadLetter)"}
 	}
-	return Replay(ctx, d.b, d.b.opts.deadLetterTopic(f.Topic), f)
+	var opts []ReplayOption
+	if toGroup != "" {
+		opts = append(opts, ReplayToGroup(toGroup))
+	}
+	return Replay(ctx, d.b, d.b.opts.deadLetterTopic(f.Topic), f, opts...)
 }
