@@ -239,16 +239,23 @@ func ListDeadLetters(ctx context.Context, eb EventBus, deadLetterTopic string, f
 
 func (b *bus) listDeadLetters(ctx context.Context, src transport.DeadLetterReader, topic string, filter DeadLetterFilter, n int, last int64) ([]DeadLetter, error) {
 	var out []DeadLetter
+	newestFirst := func() {
+		slices.SortStableFunc(out, func(x, y DeadLetter) int { return y.Time.Compare(x.Time) })
+		if n > 0 && len(out) > n {
+			clear(out[n:])
+			out = out[:n]
+		}
+	}
 	err := src.ReadDeadLetters(ctx, transport.DeadLetterRead{Topic: topic, Last: last, Visit: func(dl *Event, done func(transport.Visit)) {
 		if d := b.describeDeadLetter(topic, dl); d.Topic != "" && filter.Match(d) {
 			out = append(out, d)
+			if n > 0 && len(out) >= 2*n {
+				newestFirst() // a long topic never holds more than 2n in memory
+			}
 		}
 		done(transport.VisitPassed)
 	}})
-	slices.SortStableFunc(out, func(x, y DeadLetter) int { return y.Time.Compare(x.Time) })
-	if n > 0 && len(out) > n {
-		out = out[:n]
-	}
+	newestFirst()
 	return out, err
 }
 
