@@ -239,16 +239,23 @@ func ListDeadLetters(ctx context.Context, eb EventBus, deadLetterTopic string, f
 
 func (b *bus) listDeadLetters(ctx context.Context, src transport.DeadLetterReader, topic string, filter DeadLetterFilter, n int, last int64) ([]DeadLetter, error) {
 	var out []DeadLetter
+	newestFirst := func() {
+		slices.SortStableFunc(out, func(x, y DeadLetter) int { return y.Time.Compare(x.Time) })
+		if n > 0 && len(out) > n {
+			clear(out[n:])
+			out = out[:n]
+		}
+	}
 	err := src.ReadDeadLetters(ctx, transport.DeadLetterRead{Topic: topic, Last: last, Visit: func(dl *Event, done func(transport.Visit)) {
 		if d := b.describeDeadLetter(topic, dl); d.Topic != "" && filter.Match(d) {
 			out = append(out, d)
+			if n > 0 && len(out) >= 2*n {
+				newestFirst() // a long topic never holds more than 2n in memory
+			}
 		}
 		done(transport.VisitPassed)
 	}})
-	slices.SortStableFunc(out, func(x, y DeadLetter) int { return y.Time.Compare(x.Time) })
-	if n > 0 && len(out) > n {
-		out = out[:n]
-	}
+	newestFirst()
 	return out, err
 }
 
@@ -440,9 +447,13 @@ func (d debugSource) DeadLetters(ctx context.Context, f history.DeadLetterFilter
 	return out, nil
 }
 
-func (d debugSource) ReplayDeadLetters(ctx context.Context, f history.DeadLetterFilter) (history.ReplayResult, error) {
+func (d debugSource) ReplayDeadLetters(ctx context.Context, f history.DeadLetterFilter, toGroup string) (history.ReplayResult, error) {
 	if d.b.opts.deadLetterTopic == nil {
 		return ReplayResult{}, &ReplayUnsupportedError{Reason: "dead letters are off (WithoutDeadLetter)"}
 	}
-	return Replay(ctx, d.b, d.b.opts.deadLetterTopic(f.Topic), f)
+	var opts []ReplayOption
+	if toGroup != "" {
+		opts = append(opts, ReplayToGroup(toGroup))
+	}
+	return Replay(ctx, d.b, d.b.opts.deadLetterTopic(f.Topic), f, opts...)
 }

@@ -103,6 +103,9 @@ func replayScenario(t *testing.T, newBus func(t *testing.T) eventstream.EventBus
 	if got, err := eventstream.ListDeadLetters(ctx, bus, dlq, eventstream.DeadLetterFilter{IDs: ids[:1]}, 0); err != nil || len(got) != 1 || got[0].ID != ids[0] {
 		t.Fatalf("list by id: %v, %v", got, err)
 	}
+	if got, err := eventstream.ListDeadLetters(ctx, bus, dlq, eventstream.DeadLetterFilter{}, 1); err != nil || len(got) != 1 || got[0].Time.Before(dls[1].Time) || got[0].Time.Before(dls[2].Time) {
+		t.Fatalf("list the newest one: %v, %v", got, err)
+	}
 	if got, err := eventstream.ListDeadLetters(ctx, bus, dlq, eventstream.DeadLetterFilter{ErrorType: "no such type"}, 0); err != nil || len(got) != 0 {
 		t.Fatalf("list by another error type: %v, %v", got, err)
 	}

@@ -85,8 +85,9 @@ type ReplayResult struct {
 type DeadLetterSource interface {
 	// DeadLetters returns up to n dead letters matching f, newest first.
 	DeadLetters(ctx context.Context, f DeadLetterFilter, n int) ([]DeadLetter, error)
-	// ReplayDeadLetters re-emits the dead letters of f.Topic that match f.
-	ReplayDeadLetters(ctx context.Context, f DeadLetterFilter) (ReplayResult, error)
+	// ReplayDeadLetters re-emits the dead letters of f.Topic that match f,
+	// to every consumer group of the topic, or to toGroup only.
+	ReplayDeadLetters(ctx context.Context, f DeadLetterFilter, toGroup string) (ReplayResult, error)
 }
 
 // WithDeadLetterReplay lets the page replay dead letters: a POST to
@@ -170,8 +171,9 @@ func (h *handler) serveDeadLetters(w http.ResponseWriter, r *http.Request) bool 
 }
 
 // replayDeadLetters is POST /deadletters/replay: the filters come from the
-// form (or the query). It answers JSON with the ReplayResult, or, for a
-// form posted by the page, a redirect back to the list with the counts.
+// form (or the query), with to_group naming the one consumer group to
+// replay to. It answers JSON with the ReplayResult, or, for a form posted
+// by the page, a redirect back to the list with the counts.
 func (h *handler) replayDeadLetters(w http.ResponseWriter, r *http.Request, src DeadLetterSource) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
@@ -201,7 +203,7 @@ func (h *handler) replayDeadLetters(w http.ResponseWriter, r *http.Request, src 
 		http.Error(w, "a topic is required to replay", http.StatusBadRequest)
 		return
 	}
-	res, err := src.ReplayDeadLetters(r.Context(), f)
+	res, err := src.ReplayDeadLetters(r.Context(), f, r.Form.Get("to_group"))
 	if err != nil && res == (ReplayResult{}) {
 		http.Error(w, "replay: "+err.Error(), http.StatusInternalServerError)
 		return
@@ -220,7 +222,11 @@ func (h *handler) replayDeadLetters(w http.ResponseWriter, r *http.Request, src 
 		}
 	}
 	back.Set("replayed", "replayed "+strconv.Itoa(res.Replayed)+", skipped "+strconv.Itoa(res.Skipped)+", failed "+strconv.Itoa(res.Failed))
-	http.Redirect(w, r, "../deadletters?"+back.Encode(), http.StatusSeeOther)
+	// Relative to this request's URL, which the browser knows whole: the
+	// handler may be mounted under any prefix (http.Redirect would resolve
+	// it against the path with the prefix stripped).
+	w.Header().Set("Location", "../deadletters?"+back.Encode())
+	w.WriteHeader(http.StatusSeeOther)
 }
 
 // parseDeadLetterFilter reads topic, group, error_type, since and until
@@ -296,6 +302,7 @@ table{border-collapse:collapse;background:#fff;width:100%}
 th,td{border:1px solid #ddd;padding:.25em .45em;text-align:left;vertical-align:top}
 th{background:#f0f0f0;font-weight:600}td{overflow-wrap:anywhere}
 .n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.nw{white-space:nowrap}.scroll{overflow-x:auto}
 code{font:12px ui-monospace,monospace}.muted{color:#666}.note{background:#eef6ff;border:1px solid #bcd;padding:.4em .7em}
 form{display:flex;flex-wrap:wrap;gap:.4em 1.2em;align-items:center;margin:.8em 0;padding:.5em .7em;background:#fff;border:1px solid #ddd}
 select{max-width:16em}
@@ -318,14 +325,22 @@ select{max-width:16em}
 {{if .Replay}}<form id="replay" method="post" action="deadletters/replay">
 <input type="hidden" name="page" value="1">
 {{with .Filter.Topic}}<input type="hidden" name="topic" value="{{.}}">{{end}}{{with .Filter.Group}}<input type="hidden" name="group" value="{{.}}">{{end}}{{with .Filter.ErrorType}}<input type="hidden" name="error_type" value="{{.}}">{{end}}{{with rfc3339 .Filter.Since}}<input type="hidden" name="since" value="{{.}}">{{end}}{{with rfc3339 .Filter.Until}}<input type="hidden" name="until" value="{{.}}">{{end}}{{with .IDs}}<input type="hidden" name="id" value="{{.}}">{{end}}
-{{if .Filter.Topic}}<button type="submit">replay the dead letters of {{.Filter.Topic}} that match these filters</button>{{else}}<span class="muted">choose a topic to replay its dead letters</span>{{end}}
+{{if .Filter.Topic}}<button type="submit">replay the dead letters of {{.Filter.Topic}} that match these filters</button>{{with .Filter.Group}} <label><input type="checkbox" name="to_group" value="{{.}}" checked> to group {{.}} only</label>{{end}}{{else}}<span class="muted">choose a topic to replay its dead letters</span>{{end}}
 </form>{{else}}<p class="muted">Replay from this page is off (the page has no authentication of its own); use the API or the command-line tool.</p>{{end}}
-<table id="deadletters">
+<div class="scroll"><table id="deadletters">
 <tr><th>dead-lettered</th><th>topic</th><th>group</th><th>error type</th><th>reason</th><th>attempts</th><th>replays</th><th>event id</th><th>trace id</th><th>where</th></tr>
-{{range .DeadLetters}}<tr><td class="n">{{clock .Time}}</td><td>{{.Topic}}</td><td>{{.Group}}</td><td><code>{{.ErrorType}}</code></td><td>{{.Reason}}</td><td class="n">{{.Attempts}}</td><td class="n">{{.ReplayCount}}</td><td><code>{{.ID}}</code></td>{{$id := .TraceID}}<td>{{if $id}}{{with $.TraceLink $id}}<a href="{{.}}" target="_blank" rel="noopener"><code>{{$id}}</code></a>{{else}}<code>{{$id}}</code>{{end}}{{else}}<span class="muted">–</span>{{end}}</td><td><code>{{.DeadLetterTopic}}{{if ge .Offset 0}} {{.Partition}}/{{.Offset}}{{end}}</code></td></tr>
+{{range .DeadLetters}}<tr><td class="n">{{clock .Time}}</td><td class="nw">{{.Topic}}</td><td class="nw">{{.Group}}</td><td><code>{{.ErrorType}}</code></td><td>{{.Reason}}</td><td class="n">{{.Attempts}}</td><td class="n">{{.ReplayCount}}</td><td class="nw"><code>{{.ID}}</code></td>{{$id := .TraceID}}<td class="nw">{{if $id}}{{with $.TraceLink $id}}<a href="{{.}}" target="_blank" rel="noopener"><code>{{$id}}</code></a>{{else}}<code>{{$id}}</code>{{end}}{{else}}<span class="muted">–</span>{{end}}</td><td class="nw"><code>{{.DeadLetterTopic}}{{if ge .Offset 0}} {{.Partition}}/{{.Offset}}{{end}}</code></td></tr>
 {{else}}<tr><td colspan="10" class="muted">no dead letters{{if .Filtered}} match the filters{{end}}</td></tr>{{end}}
-</table>
+</table></div>
 <p class="muted">Up to {{.Limit}} shown (?n= for more).</p>
+<script>
+(function () {
+  var form = document.getElementById("filters");
+  form.addEventListener("change", function (ev) {
+    if (ev.target.tagName === "SELECT") { form.submit(); }
+  });
+})();
+</script>
 </body>
 </html>
 `

@@ -20,6 +20,7 @@ type dlSource struct {
 	dls      []history.DeadLetter
 	asked    history.DeadLetterFilter
 	replayed history.DeadLetterFilter
+	toGroup  string
 }
 
 func (s *dlSource) DeadLetters(_ context.Context, f history.DeadLetterFilter, n int) ([]history.DeadLetter, error) {
@@ -33,8 +34,8 @@ func (s *dlSource) DeadLetters(_ context.Context, f history.DeadLetterFilter, n 
 	return out, nil
 }
 
-func (s *dlSource) ReplayDeadLetters(_ context.Context, f history.DeadLetterFilter) (history.ReplayResult, error) {
-	s.replayed = f
+func (s *dlSource) ReplayDeadLetters(_ context.Context, f history.DeadLetterFilter, toGroup string) (history.ReplayResult, error) {
+	s.replayed, s.toGroup = f, toGroup
 	return history.ReplayResult{Replayed: 2, Skipped: 1}, nil
 }
 
@@ -107,12 +108,13 @@ func TestDeadLetterViewFiltersAndReplayOption(t *testing.T) {
 	if rec := post(on, url.Values{}); rec.Code != http.StatusBadRequest {
 		t.Fatalf("replay without a topic: %d", rec.Code)
 	}
-	if rec := post(on, url.Values{"topic": {"orders"}, "error_type": {"*x.E"}, "page": {"1"}}); rec.Code != http.StatusSeeOther ||
-		src.replayed.ErrorType != "*x.E" || !strings.Contains(rec.Header().Get("Location"), "replayed+2%2C+skipped+1%2C+failed+0") {
-		t.Fatalf("replay from the page: %d %q %+v", rec.Code, rec.Header().Get("Location"), src.replayed)
+	rec = post(on, url.Values{"topic": {"orders"}, "group": {"billing"}, "to_group": {"billing"}, "error_type": {"*x.E"}, "page": {"1"}})
+	if loc := rec.Header().Get("Location"); rec.Code != http.StatusSeeOther || src.replayed.ErrorType != "*x.E" || src.toGroup != "billing" ||
+		!strings.HasPrefix(loc, "../deadletters?") || !strings.Contains(loc, "replayed+2%2C+skipped+1%2C+failed+0") {
+		t.Fatalf("replay from the page: %d %q %+v", rec.Code, loc, src.replayed)
 	}
-	if rec := get(t, on, "/deadletters?topic=orders&replayed=replayed+2", nil); !strings.Contains(rec.Body.String(), `id="result"`) ||
-		!strings.Contains(rec.Body.String(), `action="deadletters/replay"`) {
+	if rec := get(t, on, "/deadletters?topic=orders&group=billing&replayed=replayed+2", nil); !strings.Contains(rec.Body.String(), `id="result"`) ||
+		!strings.Contains(rec.Body.String(), `action="deadletters/replay"`) || !strings.Contains(rec.Body.String(), `name="to_group" value="billing"`) {
 		t.Fatalf("page after replay: %s", rec.Body)
 	}
 	if rec := get(t, history.Handler(testSource()), "/deadletters", nil); rec.Code != http.StatusNotFound {
