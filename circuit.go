@@ -163,15 +163,6 @@ func (br *breaker) allow() (done func(error), wait time.Duration) {
 	return nil, min(breakerProbePoll, br.coolDown) // a probe is under way
 }
 
-// untilProbe is how long a failed event's retry must wait at least: until
-// the probe, while the circuit is open.
-func (br *breaker) untilProbe() time.Duration {
-	if br.cb.State() != gobreaker.StateOpen {
-		return 0
-	}
-	return max(time.Until(time.Unix(0, br.probeAt.Load())), 0)
-}
-
 // stateName is the circuit's state as the debug page shows it.
 func (br *breaker) stateName() string {
 	switch gobreaker.State(br.state.Load()) {
