@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"libx.net/eventstream"
+	"libx.net/eventstream/eventstreamtest"
 	"libx.net/eventstream/telemetry"
 )
 
@@ -111,25 +112,31 @@ func TestStatsAndHistoryMatchWhatHappened(t *testing.T) {
 // made a failed attempt: GetStats counts it, the history shows it and its
 // process span ends with an error, as the dead letter it leads to says.
 func TestGoexitAttemptsInStatsAndHistory(t *testing.T) {
+	t.Run("memory", func(t *testing.T) { testGoexitAttempts(t, eventstream.DefaultConfig()) })
+	t.Run("kafka", func(t *testing.T) { testGoexitAttempts(t, kafkaTestConfig(eventstreamtest.KafkaCluster(t))) })
+}
+
+func testGoexitAttempts(t *testing.T, cfg *eventstream.Config) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	defer tp.Shutdown(context.Background())
-	bus := quietBus(t, eventstream.DefaultConfig(), eventstream.WithTracerProvider(tp))
+	bus := quietBus(t, cfg, eventstream.WithTracerProvider(tp))
 	defer bus.Close()
+	topic := eventstreamtest.Topic(t)
 	const n = 40
 	var dead atomic.Int64
-	bus.On("exits.dlq", func(context.Context, *eventstream.Event) error { dead.Add(1); return nil })
-	bus.On("exits", func(context.Context, *eventstream.Event) error { runtime.Goexit(); return nil })
+	bus.On(topic+".dlq", func(context.Context, *eventstream.Event) error { dead.Add(1); return nil })
+	bus.On(topic, func(context.Context, *eventstream.Event) error { runtime.Goexit(); return nil })
 	for i := range n {
-		if err := bus.Emit(context.Background(), "exits", i); err != nil {
+		if err := bus.Emit(context.Background(), topic, i); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "the dead letters", 5*time.Second, func() bool { return dead.Load() == n })
+	waitFor(t, "the dead letters", 20*time.Second, func() bool { return dead.Load() == n })
 	mb := bus.(eventstream.MemoryEventBus)
 	var row eventstream.Stats
 	for _, r := range mb.GetStats().Rows {
-		if r.Topic == "exits" && r.Group != "" {
+		if r.Topic == topic && r.Group != "" {
 			row.Counts = r.Counts
 		}
 	}
@@ -138,7 +145,7 @@ func TestGoexitAttemptsInStatsAndHistory(t *testing.T) {
 	}
 	failed := 0
 	for _, e := range mb.GetHistory(1000) {
-		if e.Operation == "process" && e.Topic == "exits" {
+		if e.Operation == "process" && e.Topic == topic {
 			if e.Status != "error" || e.Attempt != 1 || !strings.Contains(e.Error, "Goexit") || e.SpanID == "" {
 				t.Errorf("history entry %+v", e)
 			}
@@ -146,11 +153,11 @@ func TestGoexitAttemptsInStatsAndHistory(t *testing.T) {
 		}
 	}
 	if failed != n {
-		t.Errorf("history has %d attempts on exits, want %d", failed, n)
+		t.Errorf("history has %d attempts on %s, want %d", failed, topic, n)
 	}
 	spans := 0
 	for _, s := range rec.Ended() {
-		if s.Name() == "process exits" {
+		if s.Name() == "process "+topic {
 			spans++
 			if s.Status().Code != codes.Error || attr(s, "error.type") != "*eventstream.GoexitError" {
 				t.Errorf("span status %v, error.type %q", s.Status(), attr(s, "error.type"))
