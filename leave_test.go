@@ -231,6 +231,52 @@ func TestOffRacingClose(t *testing.T) {
 	}
 }
 
+// Close cuts off a leaving subscription's queue only when ShutdownTimeout
+// runs out, and counts what it cut off.
+func TestCloseCountsLeavingCutOff(t *testing.T) {
+	cfg := smallConfig(4, 100)
+	cfg.ShutdownTimeout = 100 * time.Millisecond
+	b := quietBus(t, cfg)
+	const n = 20
+	var handled atomic.Int64
+	offCalled := make(chan struct{})
+	var once sync.Once
+	var sub eventstream.Subscription
+	ready := make(chan struct{})
+	var err error
+	sub, err = b.On("cut.leaving", func(ctx context.Context, _ *eventstream.Event) error {
+		<-ready
+		once.Do(func() {
+			if err := b.Off(sub); err != nil {
+				t.Errorf("Off: %v", err)
+			}
+			close(offCalled)
+		})
+		select {
+		case <-time.After(30 * time.Millisecond):
+			handled.Add(1)
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := b.Emit(context.Background(), "cut.leaving", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(ready)
+	<-offCalled
+	err = b.Close()
+	var se *eventstream.ShutdownError
+	if !errors.As(err, &se) || int(handled.Load())+se.Unhandled != n {
+		t.Fatalf("Close = %v with %d of %d events handled: want a ShutdownError counting the rest", err, handled.Load(), n)
+	}
+}
+
 // The last member of a group that cannot finish its queue within the
 // shutdown timeout says how many events it discarded: Off returns a
 // ShutdownError.

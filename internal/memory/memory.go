@@ -476,6 +476,13 @@ func (t *Transport) group(topic, name string) *groupRoute {
 func (t *Transport) QueueDepth(s *transport.Sub) int64 {
 	t.mu.Lock()
 	m := t.members[s]
+	if m == nil {
+		for x := range t.leaving { // still finishing its queue
+			if x.sub == s {
+				m = x
+			}
+		}
+	}
 	t.mu.Unlock()
 	if m == nil {
 		return 0
@@ -564,9 +571,8 @@ func (t *Transport) Close(ctx context.Context) error {
 func (t *Transport) ReportAge(now time.Time, observe func(topic, group string, age time.Duration)) {
 	type key struct{ topic, group string }
 	ages := map[key]time.Duration{}
-	t.mu.Lock()
-	for s, m := range t.members {
-		k := key{s.Topic, s.Group}
+	add := func(m *member) {
+		k := key{m.sub.Topic, m.sub.Group}
 		age := ages[k]
 		for _, l := range m.lanes {
 			if e, ok := l.Head(); ok && !e.Time.IsZero() {
@@ -574,6 +580,13 @@ func (t *Transport) ReportAge(now time.Time, observe func(topic, group string, a
 			}
 		}
 		ages[k] = age
+	}
+	t.mu.Lock()
+	for _, m := range t.members {
+		add(m)
+	}
+	for m := range t.leaving { // its events are still the group's
+		add(m)
 	}
 	t.mu.Unlock()
 	for k, age := range ages {

@@ -122,3 +122,36 @@ func TestFullLaneOverflowAndDrain(t *testing.T) {
 	close(release)
 	_ = tr.Close(ctx)
 }
+
+// A member that is leaving still reports its queue: its events are the
+// group's until they are handled or handed over.
+func TestLeavingMemberReportsItsQueue(t *testing.T) {
+	tr := newTransport(t, 10)
+	release := make(chan struct{})
+	s := sub("t", "g", func(*event.Event) { <-release })
+	if err := tr.Subscribe(s); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for range 3 {
+		if err := tr.Publish(ctx, event.New("t", nil), transport.PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	left := make(chan error, 1)
+	go func() { left <- tr.Unsubscribe(s) }()
+	time.Sleep(20 * time.Millisecond)
+	if n := tr.QueueDepth(s); n != 3 {
+		t.Errorf("QueueDepth of a leaving member = %d, want 3", n)
+	}
+	ages := 0
+	tr.ReportAge(time.Now(), func(topic, group string, _ time.Duration) { ages++ })
+	if ages != 1 {
+		t.Errorf("ReportAge saw %d groups, want the leaving member's", ages)
+	}
+	close(release)
+	if err := <-left; err != nil {
+		t.Fatal(err)
+	}
+	_ = tr.Close(ctx)
+}
