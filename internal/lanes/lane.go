@@ -396,9 +396,11 @@ func WaitClosed(ch <-chan struct{}, d time.Duration) bool {
 	}
 }
 
-// InHandler reports whether the calling goroutine is running a lane's
-// handler: Off and Close called from a handler must not wait for the worker
-// that is calling them. It walks the caller's stack, so it is for rare calls.
+// InHandler reports whether the calling goroutine is running the handler
+// of some lane (of any scheduler): Off called from a handler must not wait
+// for a queue that only the worker it holds could run. Which lane, if it
+// matters, CalledFromHandler tells. It walks the caller's stack, so it is
+// for rare calls.
 func InHandler() bool {
 	pcs := make([]uintptr, 64)
 	n := runtime.Callers(2, pcs)
