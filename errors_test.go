@@ -53,3 +53,11 @@ func TestFromTransport(t *testing.T) {
 		}
 	}
 }
+
+// The common case, no error, is on every Emit and every delivery: it
+// costs no allocation.
+func TestFromTransportNilAllocatesNothing(t *testing.T) {
+	if n := testing.AllocsPerRun(100, func() { _ = fromTransport(nil) }); n != 0 {
+		t.Fatalf("fromTransport(nil) allocates %v times", n)
+	}
+}
