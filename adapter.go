@@ -113,6 +113,7 @@ func (t *adapterTransport) deliver(ctx context.Context, s *transport.Sub, e *Eve
 			again.Abandon()
 			return
 		}
+		e = again.NextEvent(e)
 		err = s.Deliver(again.Next(ctx), e, nil)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sony/gobreaker/v2"
 
+	"libx.net/eventstream/event"
 	"libx.net/eventstream/middleware"
 )
 
@@ -129,7 +130,8 @@ func newBreaker(s *subscription, c CircuitBreaker) *breaker {
 				float64(n.TotalFailures) >= c.FailureRatio*float64(n.Requests)
 		},
 		IsExcluded: func(err error) bool {
-			return middleware.IsPermanent(err) || errors.Is(err, context.Canceled)
+			_, requeue := event.IsRequeue(err) // not a failure at all
+			return middleware.IsPermanent(err) || errors.Is(err, context.Canceled) || requeue
 		},
 		// Called under gobreaker's lock: record and log, never call back.
 		OnStateChange: func(_ string, from, to gobreaker.State) {

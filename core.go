@@ -268,6 +268,13 @@ func (b *bus) On(topic string, handler EventHandler, opts ...SubscribeOption) (S
 		}
 		s.breaker = newBreaker(s, c)
 	}
+	s.maxRequeues = DefaultMaxRequeues
+	if so.maxRequeues != nil {
+		if *so.maxRequeues < 0 {
+			return nil, &ConfigError{Field: "WithMaxRequeues", Reason: "must be >= 0, got " + strconv.Itoa(*so.maxRequeues)}
+		}
+		s.maxRequeues = *so.maxRequeues
+	}
 	if err := s.build(handler, *policy, so.middleware); err != nil {
 		return nil, err
 	}

@@ -144,6 +144,7 @@ type subOptions struct {
 	retry       *RetryPolicy
 	middleware  []Middleware
 	breaker     *CircuitBreaker // nil: none (circuit.go)
+	maxRequeues *int            // nil: DefaultMaxRequeues (requeue.go)
 }
 
 type subOptionFunc func(*subOptions)

@@ -39,6 +39,9 @@ func (s *subscription) try(ctx context.Context, e *Event) error {
 	if err == nil {
 		return nil
 	}
+	if re, ok := event.IsRequeue(err); ok {
+		return s.requeue(ctx, e, re)
+	}
 	if middleware.IsPermanent(err) {
 		return &middleware.RetryError{Attempts: attempt, Err: err, Permanent: true}
 	}

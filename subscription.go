@@ -22,6 +22,7 @@ type subscription struct {
 	concurrency int
 	tel         *itel.Subscription // nil when telemetry is off
 	breaker     *breaker           // nil without WithCircuitBreaker
+	maxRequeues int                // hand-backs before a dead letter (requeue.go)
 	ts          *transport.Sub
 
 	// handle is the consume chain of one delivery: telemetry, then try,

@@ -56,6 +56,11 @@ type Event struct {
 	Headers map[string]string
 	// Record locates the event in a Kafka log; nil in memory mode.
 	Record *Record
+	// Redelivery is how often a handler of this consumer group handed the
+	// event back (Requeue, or a subscription leaving) before this
+	// delivery: 0 on the first. The bus sets it; in Kafka mode it counts
+	// within one member's ownership of the partition.
+	Redelivery int
 
 	// creation is the creation context (send span, baggage) the event
 	// carries inside the process; see internal/eventmeta.

@@ -17,9 +17,10 @@ type Entry struct {
 	Subscription string        `json:"subscription,omitempty"` // process entries
 	Operation    string        `json:"operation"`              // "send" or "process"
 	Attempt      int           `json:"attempt,omitempty"`      // process entries, from 1
+	Redelivery   int           `json:"redelivery,omitempty"`   // process entries: hand-backs before this delivery
 	Start        time.Time     `json:"start"`
 	Duration     time.Duration `json:"duration_ns"`
-	Status       string        `json:"status"` // StatusOK or StatusError
+	Status       string        `json:"status"` // StatusOK, StatusError or StatusRequeued
 	Error        string        `json:"error,omitempty"`
 	// CausationID is the id of the event whose handler emitted this
 	// entry's event ("" for one that started its chain); CorrelationID the
@@ -39,4 +40,7 @@ type Entry struct {
 const (
 	StatusOK    = "ok"
 	StatusError = "error"
+	// StatusRequeued: the handler handed the event back (Error holds the
+	// reason); not a failure.
+	StatusRequeued = "requeued"
 )

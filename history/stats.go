@@ -8,7 +8,8 @@ import "time"
 // and with error.type), Delivered deliveries to a consumer group
 // (messaging.client.consumed.messages), Succeeded and Failed handler
 // attempts (messaging.process.duration without and with error.type),
-// Retried the attempts scheduled again (eventstream.retries), DeadLettered
+// Retried the attempts scheduled again (eventstream.retries), Requeued the
+// events a handler handed back (eventstream.requeues), DeadLettered
 // the events sent to a dead-letter topic (eventstream.dead_letters) and
 // InFlight the deliveries under way (eventstream.in_flight).
 //
@@ -31,6 +32,7 @@ type Counts struct {
 	Succeeded    int64         `json:"succeeded"`
 	Failed       int64         `json:"failed"`
 	Retried      int64         `json:"retried"`
+	Requeued     int64         `json:"requeued"`
 	DeadLettered int64         `json:"dead_lettered"`
 	InFlight     int64         `json:"in_flight"`
 	TimeLag      time.Duration `json:"time_lag_ns"`

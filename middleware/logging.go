@@ -43,6 +43,13 @@ func Logging(logger *slog.Logger) event.Middleware {
 				}
 				return nil
 			}
+			if _, ok := event.IsRequeue(err); ok {
+				// Not a failure; the bus logs the hand-back itself.
+				if l.Enabled(ctx, slog.LevelDebug) {
+					l.LogAttrs(ctx, slog.LevelDebug, "eventstream: event handed back", append(eventAttrs(ctx, e), slog.Any(logKeyError, err))...)
+				}
+				return err
+			}
 			attrs := append(eventAttrs(ctx, e), slog.Any(logKeyError, err))
 			if pe, ok := errors.AsType[*PanicError](err); ok {
 				l.LogAttrs(ctx, slog.LevelError, "eventstream: event panicked",

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"math"
 	"sync"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
@@ -26,10 +28,6 @@ const (
 	payloadHeader = "_watermill_payload"
 	payloadBase64 = "base64"
 )
-
-// errNacked is what the handler returns for a Nack: the bus's retry policy
-// delivers the event again.
-var errNacked = errors.New("watermill message nacked")
 
 // wmPublisher publishes with Emit, one bus for the publisher.
 type wmPublisher struct {
@@ -117,35 +115,44 @@ func decodeMessage(e *eventstream.Event) (*message.Message, error) {
 	return msg, nil
 }
 
-// wmSubscriber gives each Subscribe call a bus of its own with one
-// subscription in the consumer group, as watermill-kafka gives each a
-// Sarama consumer group client. A subscription ends by closing its bus, not
-// by Off: Close cuts off a handler still waiting for an Ack once
-// Config.ShutdownTimeout has passed and leaves its event uncommitted for the
-// group's next member, whereas Off waits for every handler to return.
+// wmSubscriber is one bus with one subscription per Subscribe call, in the
+// consumer group. A Nack hands the event back (eventstream.Requeue): it is
+// delivered again, not counted as a failure. A subscription ends with Off:
+// a message handed out and not acknowledged within handBackAfter of the
+// subscription's end is handed back too, so Off leaves it to the group's
+// next member (Kafka: uncommitted) instead of waiting for an Ack that will
+// not come.
 type wmSubscriber struct {
-	newConfig func() *eventstream.Config
-	opts      []eventstream.Option
-	group     string
+	bus   eventstream.EventBus
+	group string
 
 	mu     sync.Mutex
 	closed bool
 	subs   map[*wmSubscription]struct{}
 }
 
+// handBackAfter is how long a closing subscription still waits for the
+// Ack of a message it handed out.
+const handBackAfter = 500 * time.Millisecond
+
 // newWMSubscriber: group "" means one group per topic, shared by every
 // subscriber built this way (watermill's usual default group).
-func newWMSubscriber(newConfig func() *eventstream.Config, group string, opts ...eventstream.Option) *wmSubscriber {
-	return &wmSubscriber{newConfig: newConfig, opts: opts, group: group, subs: map[*wmSubscription]struct{}{}}
+func newWMSubscriber(cfg *eventstream.Config, group string, opts ...eventstream.Option) (*wmSubscriber, error) {
+	bus, err := eventstream.New(cfg, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &wmSubscriber{bus: bus, group: group, subs: map[*wmSubscription]struct{}{}}, nil
 }
 
 type wmSubscription struct {
 	bus  eventstream.EventBus
+	sub  eventstream.Subscription
 	out  chan *message.Message
 	ctx  context.Context // the Subscribe ctx: cancelled when the subscription closes
 	stop context.CancelFunc
 	done chan struct{} // closed once out is closed
-	err  error         // the bus's Close, set before done is closed
+	err  error         // Off's, set before done is closed
 
 	mu       sync.Mutex
 	closing  bool
@@ -158,19 +165,18 @@ func (s *wmSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 	if s.closed {
 		return nil, errors.New("subscriber closed")
 	}
-	bus, err := eventstream.New(s.newConfig(), s.opts...)
-	if err != nil {
-		return nil, err
-	}
-	sub := &wmSubscription{bus: bus, out: make(chan *message.Message), done: make(chan struct{})}
+	sub := &wmSubscription{bus: s.bus, out: make(chan *message.Message), done: make(chan struct{})}
 	sub.ctx, sub.stop = context.WithCancel(ctx)
 	group := s.group
 	if group == "" {
 		group = topic + ".watermill"
 	}
-	if _, err := bus.On(topic, sub.handle, eventstream.WithConsumerGroup(group)); err != nil {
+	var err error
+	sub.sub, err = s.bus.On(topic, sub.handle, eventstream.WithConsumerGroup(group),
+		eventstream.WithMaxRequeues(math.MaxInt)) // watermill redelivers a Nack as often as it comes
+	if err != nil {
 		sub.stop()
-		return nil, errors.Join(err, bus.Close())
+		return nil, err
 	}
 	s.subs[sub] = struct{}{}
 	go func() {
@@ -180,10 +186,14 @@ func (s *wmSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 	return sub.out, nil
 }
 
-// Close closes every subscription and returns once their channels are
-// closed.
+// Close closes every subscription, then the bus, and returns once the
+// channels are closed.
 func (s *wmSubscriber) Close() error {
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
 	s.closed = true
 	subs := s.subs
 	s.subs = map[*wmSubscription]struct{}{}
@@ -196,15 +206,18 @@ func (s *wmSubscriber) Close() error {
 		<-sub.done
 		errs = append(errs, sub.err)
 	}
+	errs = append(errs, withoutCutOff(s.bus.Close()))
 	return errors.Join(errs...)
 }
 
 // handle delivers one event as a watermill message and waits for its Ack
-// (success: the offset is committed) or Nack (an error: delivered again).
+// (success: the offset is committed) or Nack (handed back: delivered
+// again).
 func (s *wmSubscription) handle(ctx context.Context, e *eventstream.Event) error {
 	if !s.enter() {
-		<-ctx.Done() // closing: leave the event to the group
-		return ctx.Err()
+		// Closing: leave the event to the group, after a pause so that
+		// the lane does not spin until Off takes it away.
+		return eventstream.RequeueAfter(handBackAfter/10, "subscriber closing")
 	}
 	defer s.handlers.Done()
 	msg, err := decodeMessage(e)
@@ -217,18 +230,26 @@ func (s *wmSubscription) handle(ctx context.Context, e *eventstream.Event) error
 	select {
 	case s.out <- msg:
 	case <-s.ctx.Done():
-		<-ctx.Done()
-		return ctx.Err()
+		return eventstream.RequeueAfter(handBackAfter/10, "subscriber closing")
 	}
-	select {
-	case <-msg.Acked():
-		return nil
-	case <-msg.Nacked():
-		return errNacked
-	case <-ctx.Done():
-		// The bus is closing and gave up waiting (the subscription's own
-		// ctx ending does not end the wait: an Ack may still come).
-		return ctx.Err()
+	var closing <-chan time.Time
+	subDone := s.ctx.Done()
+	for {
+		select {
+		case <-msg.Acked():
+			return nil
+		case <-msg.Nacked():
+			return eventstream.Requeue("nacked")
+		case <-ctx.Done():
+			return ctx.Err() // the bus is closing: not done, left to the group
+		case <-subDone:
+			// The subscription ends: an Ack may still come, for a while.
+			t := time.NewTimer(handBackAfter)
+			defer t.Stop()
+			closing, subDone = t.C, nil
+		case <-closing:
+			return eventstream.RequeueAfter(handBackAfter/10, "not acknowledged before the subscriber closed")
+		}
 	}
 }
 
@@ -242,14 +263,17 @@ func (s *wmSubscription) enter() bool {
 	return true
 }
 
-// close closes the bus (which waits up to ShutdownTimeout for handlers
-// still holding a message, then cuts them off, leaving their events
-// uncommitted), then the channel once no handler can send on it.
+// close ends the subscription with Off (which lets it finish, or hand
+// back, what it holds), then closes the channel once no handler can send
+// on it.
 func (s *wmSubscription) close() {
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
-	s.err = withoutCutOff(s.bus.Close())
+	s.err = s.bus.Off(s.sub)
+	if errors.Is(s.err, eventstream.ErrClosed) {
+		s.err = nil
+	}
 	s.handlers.Wait()
 	close(s.out)
 	close(s.done)

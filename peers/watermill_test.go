@@ -2,7 +2,6 @@ package peers_test
 
 import (
 	"log/slog"
-	"math"
 	"os"
 	"strings"
 	"testing"
@@ -13,7 +12,6 @@ import (
 
 	"libx.net/eventstream"
 	"libx.net/eventstream/eventstreamtest"
-	"libx.net/eventstream/middleware"
 )
 
 // kafkaBrokers is the real cluster named by EVENTSTREAM_KAFKA_BROKERS, else
@@ -28,10 +26,9 @@ func kafkaBrokers(t testing.TB) (brokers []string, real bool) {
 // wmConfig is the bus behind the adapter. Beside the defaults:
 // the suite publishes before it subscribes, so new groups start at the
 // earliest offset; groups of up to 50 members join one after the other, so
-// members heartbeat (and notice rebalances) every 100 ms; a Nack redelivers
-// as often as it comes, so retries never run out (and nothing is
-// dead-lettered); a closing subscriber waits a second for Acks of messages
-// it handed out.
+// members heartbeat (and notice rebalances) every 100 ms; a subscription
+// that leaves (Off) lets its lanes finish for up to a second. A Nack is a
+// hand-back (eventstream.Requeue), which the adapter allows without bound.
 func wmConfig(brokers []string, partitions int32) func() *eventstream.Config {
 	return func() *eventstream.Config {
 		cfg := eventstream.DefaultDistributedConfig(brokers)
@@ -40,8 +37,6 @@ func wmConfig(brokers []string, partitions int32) func() *eventstream.Config {
 		cfg.Kafka.HeartbeatInterval = 100 * time.Millisecond
 		cfg.Kafka.FetchMaxWait = 100 * time.Millisecond
 		cfg.ShutdownTimeout = time.Second
-		cfg.Retry = &eventstream.RetryPolicy{MaxRetries: math.MaxInt,
-			BackoffStrategy: middleware.BackoffConstant, InitialDelay: 10 * time.Millisecond}
 		return cfg
 	}
 }
@@ -60,7 +55,10 @@ func wmConstructor(newConfig func() *eventstream.Config) tests.ConsumerGroupPubS
 		if err != nil {
 			t.Fatal(err)
 		}
-		sub := newWMSubscriber(newConfig, group, wmOptions()...)
+		sub, err := newWMSubscriber(newConfig(), group, wmOptions()...)
+		if err != nil {
+			t.Fatal(err)
+		}
 		t.Cleanup(func() {
 			_ = pub.Close()
 			_ = sub.Close()

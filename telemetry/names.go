@@ -41,6 +41,7 @@ const (
 // The library's own metrics.
 const (
 	MetricRetries         = "eventstream.retries"             // counter {retry}
+	MetricRequeues        = "eventstream.requeues"            // counter {message}, events handed back
 	MetricDeadLetters     = "eventstream.dead_letters"        // counter {message}
 	MetricInFlight        = "eventstream.in_flight"           // up-down counter {message}
 	MetricDeliveryLatency = "eventstream.delivery.latency"    // histogram s, emit time → processing start
@@ -59,7 +60,17 @@ const (
 const (
 	AttrAttempt      = "eventstream.attempt"
 	AttrSubscription = "eventstream.subscription"
+	// AttrRedelivery is how often the event was handed back before this
+	// delivery (Event.Redelivery); set when above 0.
+	AttrRedelivery = "eventstream.redelivery"
+	// AttrRequeueReason is the reason of a hand-back, on the process
+	// span's EventRequeue event.
+	AttrRequeueReason = "eventstream.requeue.reason"
 )
+
+// EventRequeue is the span event of an attempt whose handler handed its
+// event back (eventstream.Requeue): not an error.
+const EventRequeue = "eventstream.requeue"
 
 // Lineage attribute keys, on send and process spans: the id of the event
 // whose handler emitted the span's event (absent for an event that starts

@@ -21,6 +21,7 @@ var KnownMetrics = map[string]string{
 
 	// The library's own metrics.
 	"eventstream_retries_total":                   "eventstream.retries (Int64Counter {retry})",
+	"eventstream_requeues_total":                  "eventstream.requeues (Int64Counter {message})",
 	"eventstream_dead_letters_total":              "eventstream.dead_letters (Int64Counter {message})",
 	"eventstream_in_flight":                       "eventstream.in_flight (Int64UpDownCounter {message})",
 	"eventstream_queue_depth":                     "eventstream.queue.depth (Int64ObservableGauge {message})",

@@ -29,14 +29,38 @@ func (m *member) deliver(l *lane, base, ctx context.Context, e *event.Event, fai
 	if err == nil || !errors.As(err, &again) {
 		return
 	}
+	next := again.NextEvent(e)
+	if again.HandBack && again.Delay <= 0 && next.Key == "" && m.t.handToOther(m, next) {
+		again.Abandon() // its delivery here ends; another begins there
+		return
+	}
 	l.Park(again.Delay,
-		func(e *event.Event) { m.deliver(l, base, again.Next(base), e, nil) },
+		func(*event.Event) { m.deliver(l, base, again.Next(base), next, nil) },
 		func(e *event.Event) {
 			again.Abandon()
 			m.cutMu.Lock()
 			m.cut = append(m.cut, e)
 			m.cutMu.Unlock()
 		})
+}
+
+// handToOther gives an event its handler handed back, and that has no key
+// (so no order to keep), to another member of m's group, before newer
+// events there: false when m is the group's only member.
+func (t *Transport) handToOther(m *member, e *event.Event) bool {
+	g := t.group(m.sub.Topic, m.sub.Group)
+	if g == nil {
+		return false
+	}
+	for _, o := range g.members {
+		if o == m {
+			continue
+		}
+		if l := o.lanes[g.rr.Add(1)%uint64(len(o.lanes))]; l.PushFront([]*event.Event{e}) {
+			return true
+		}
+	}
+	return false
 }
 
 // takeCut returns the parked events whose wait ended as the member left.

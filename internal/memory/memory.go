@@ -65,6 +65,7 @@ type groupRoute struct {
 type lane = lanes.Lane[*event.Event]
 
 type member struct {
+	t     *Transport
 	sub   *transport.Sub
 	lanes []*lane
 
@@ -205,7 +206,7 @@ func (t *Transport) reroute(ctx context.Context, e *event.Event, names []string,
 // Subscribe implements transport.Transport: the subscription is live once
 // its lanes are in the topic's routes.
 func (t *Transport) Subscribe(s *transport.Sub) error {
-	m := &member{sub: s, lanes: make([]*lane, s.Concurrency)}
+	m := &member{t: t, sub: s, lanes: make([]*lane, s.Concurrency)}
 	for i := range m.lanes {
 		m.lanes[i] = m.newLane(t.h)
 	}

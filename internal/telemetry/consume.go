@@ -133,7 +133,7 @@ func (s *Subscription) Process(next event.Handler) event.Handler {
 			ctx, span = s.startProcess(ctx, e, attempt)
 		}
 		start := startOf(e)
-		if attempt == 1 && (delivOn || t.stats) && !e.Time.IsZero() {
+		if attempt == 1 && e.Redelivery == 0 && (delivOn || t.stats) && !e.Time.IsZero() {
 			s.recordDelivery(ctx, e, start, delivOn)
 		}
 
@@ -156,14 +156,24 @@ func (s *Subscription) Process(next event.Handler) event.Handler {
 func (s *Subscription) endProcess(ctx context.Context, e *event.Event, span trace.Span, start time.Time, attempt int, histOn bool, err error) {
 	t, g := s.t, s.g
 	dur := time.Since(start) // monotonic
+	var requeue *event.RequeueError
+	if err != nil {
+		// A hand-back is not a failure: measured as an attempt without
+		// error.type, noted on the span and in the history.
+		if requeue, _ = event.IsRequeue(err); requeue != nil {
+			err = nil
+		}
+	}
 	var errType string
 	if err != nil {
 		errType = ErrorType(err)
 	}
 	if t.stats {
-		if err == nil {
+		switch {
+		case requeue != nil: // neither: counted as requeued by the bus
+		case err == nil:
 			g.succeeded.Add(1)
-		} else {
+		default:
 			g.failed.Add(1)
 		}
 		g.process.record(dur)
@@ -179,6 +189,7 @@ func (s *Subscription) endProcess(ctx context.Context, e *event.Event, span trac
 		r := record{labels: &s.labels, op: opProcess, attempt: int32(attempt),
 			start: start.UnixNano(), dur: dur}
 		r.fill(e.ID, err, span)
+		r.setRedelivery(e, requeue)
 		r.setLineage(e)
 		t.ring.processes.put(&r)
 	}
@@ -186,6 +197,9 @@ func (s *Subscription) endProcess(ctx context.Context, e *event.Event, span trac
 		if err != nil && span.IsRecording() {
 			setError(span, err, errType)
 			addPanicEvent(span, err, errType)
+		}
+		if requeue != nil && span.IsRecording() {
+			addRequeueEvent(span, requeue)
 		}
 		span.End()
 	}
@@ -238,6 +252,9 @@ func (s *Subscription) startProcess(ctx context.Context, e *event.Event, attempt
 	sb := getStartBuf()
 	attrs := append(sb.attrs[:0], s.spanAttrs...)
 	attrs = append(attrs, keyAttempt.Int(attempt))
+	if e.Redelivery > 0 {
+		attrs = append(attrs, keyRedelivery.Int(e.Redelivery))
+	}
 	kafka := !t.inProcess && e.Record != nil
 	if kafka {
 		attrs = appendRecordAttrs(attrs, e.Record)
@@ -256,6 +273,13 @@ func (s *Subscription) startProcess(ctx context.Context, e *event.Event, attempt
 	ctx, span := t.tracer.Start(base, s.spanName, opts...)
 	sb.put(opts)
 	return ctx, span
+}
+
+// RecordRequeue counts an event a handler handed back (eventstream.requeues).
+func (s *Subscription) RecordRequeue() {
+	if s.t.counting() {
+		s.g.requeued.Add(1)
+	}
 }
 
 // RecordRetry counts a failed attempt that will be retried

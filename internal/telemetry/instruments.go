@@ -30,6 +30,7 @@ const (
 
 	descRetries         = "Number of handler attempts that failed and were scheduled for a retry."
 	descDeadLetters     = "Number of events sent to a dead-letter topic after exhausting their retries."
+	descRequeues        = "Number of events a handler handed back to its consumer group (not failures)."
 	descInFlight        = "Number of events currently being handled (including retries and backoff)."
 	descDeliveryLatency = "Time from an event's creation (emit) to the start of its processing."
 	descClockSkew       = "Number of deliveries whose emit time lies ahead of this process's clock; their delivery latency is recorded as 0."
@@ -53,6 +54,7 @@ type instruments struct {
 	processDuration   metric.Float64Histogram
 
 	retries         metric.Int64ObservableCounter
+	requeues        metric.Int64ObservableCounter
 	deadLetters     metric.Int64ObservableCounter
 	inFlight        metric.Int64ObservableUpDownCounter
 	deliveryLatency metric.Float64Histogram
@@ -96,6 +98,7 @@ func (in *instruments) init(m metric.Meter) error {
 		return g
 	}
 	in.retries = counter(telemetry.MetricRetries, unitRetry, descRetries)
+	in.requeues = counter(telemetry.MetricRequeues, unitMessage, descRequeues)
 	in.deadLetters = counter(telemetry.MetricDeadLetters, unitMessage, descDeadLetters)
 	in.clockSkew = counter(telemetry.MetricClockSkew, unitMessage, descClockSkew)
 	in.inFlight, err = m.Int64ObservableUpDownCounter(telemetry.MetricInFlight,
@@ -118,5 +121,5 @@ func (in *instruments) init(m metric.Meter) error {
 
 // observables are the instruments the counters' callback reports.
 func (in *instruments) observables() []metric.Observable {
-	return []metric.Observable{in.sentMessages, in.consumedMessages, in.retries, in.deadLetters, in.inFlight, in.clockSkew}
+	return []metric.Observable{in.sentMessages, in.consumedMessages, in.retries, in.requeues, in.deadLetters, in.inFlight, in.clockSkew}
 }

@@ -80,8 +80,10 @@ type record struct {
 type recordExtra struct {
 	longID                         string
 	longCausation, longCorrelation string
-	errMsg                         string // set for a failure
+	errMsg                         string // set for a failure, or a hand-back's reason
 	failed                         bool
+	requeued                       bool
+	redelivery                     int32
 }
 
 func (r *record) extra() *recordExtra {
@@ -194,6 +196,10 @@ func (r *record) entry() history.Entry {
 		if x.failed {
 			e.Status, e.Error = history.StatusError, x.errMsg
 		}
+		if x.requeued {
+			e.Status, e.Error = history.StatusRequeued, x.errMsg
+		}
+		e.Redelivery = int(x.redelivery)
 	}
 	if r.op == opProcess {
 		e.Operation = telemetry.OperationProcess

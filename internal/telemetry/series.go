@@ -52,6 +52,7 @@ type groupSeries struct {
 	consumed  atomic.Int64
 	inFlight  atomic.Int64
 	retried   atomic.Int64
+	requeued  atomic.Int64
 	skewed    atomic.Int64 // deliveries whose emit time was ahead of the clock
 	succeeded atomic.Int64 // attempts, kept for GetStats
 	failed    atomic.Int64
@@ -143,6 +144,7 @@ func (r *registry) forget(g *groupSeries) {
 	ended := r.groupLocked(g.key.topic, telemetry.EndedPrivateGroups)
 	ended.consumed.Add(g.consumed.Load())
 	ended.retried.Add(g.retried.Load())
+	ended.requeued.Add(g.requeued.Load())
 	ended.skewed.Add(g.skewed.Load())
 	ended.succeeded.Add(g.succeeded.Load())
 	ended.failed.Add(g.failed.Load())
@@ -178,6 +180,9 @@ func (r *registry) observe(in instruments) metric.Callback {
 			}
 			if v := g.retried.Load(); v != 0 {
 				o.ObserveInt64(in.retries, v, g.baseObs)
+			}
+			if v := g.requeued.Load(); v != 0 {
+				o.ObserveInt64(in.requeues, v, g.baseObs)
 			}
 			if v := g.skewed.Load(); v != 0 {
 				o.ObserveInt64(in.clockSkew, v, g.baseObs)

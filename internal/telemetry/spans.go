@@ -17,6 +17,7 @@ import (
 
 var (
 	keyAttempt       = attribute.Key(telemetry.AttrAttempt)
+	keyRedelivery    = attribute.Key(telemetry.AttrRedelivery)
 	keySubscription  = attribute.Key(telemetry.AttrSubscription)
 	keyCausationID   = attribute.Key(telemetry.AttrCausationID)
 	keyCorrelationID = attribute.Key(telemetry.AttrCorrelationID)

@@ -30,6 +30,7 @@ func (t *Telemetry) Stats() history.Stats {
 			Succeeded:    g.succeeded.Load(),
 			Failed:       g.failed.Load(),
 			Retried:      g.retried.Load(),
+			Requeued:     g.requeued.Load(),
 			DeadLettered: g.dead.total(),
 			InFlight:     g.inFlight.Load(),
 			TimeLag:      lags[g.key],
@@ -58,6 +59,7 @@ func (t *Telemetry) Stats() history.Stats {
 		c.Succeeded += r.Succeeded
 		c.Failed += r.Failed
 		c.Retried += r.Retried
+		c.Requeued += r.Requeued
 		c.DeadLettered += r.DeadLettered
 		c.InFlight += r.InFlight
 		c.TimeLag = max(c.TimeLag, r.TimeLag)

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"libx.net/eventstream/event"
 	"libx.net/eventstream/internal/eventmeta"
 )
 
@@ -23,6 +24,20 @@ type Again struct {
 	// Cut, when not nil, is called when the event will not be delivered
 	// again by this lane.
 	Cut func()
+	// Event, when not nil, is what to deliver next in place of the event
+	// (a copy with a higher Redelivery).
+	Event *event.Event
+	// HandBack: the handler handed the event back (not a retry): memory
+	// mode may give it to another member of the group.
+	HandBack bool
+}
+
+// NextEvent returns the event to deliver next: Event, else e.
+func (a *Again) NextEvent(e *event.Event) *event.Event {
+	if a.Event != nil {
+		return a.Event
+	}
+	return e
 }
 
 func (a *Again) Error() string {
