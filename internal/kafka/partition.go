@@ -160,12 +160,12 @@ func (ps *partState) waitIdle(d time.Duration) {
 
 // oldest returns the timestamp (unix ns) of the partition's oldest record
 // that is not done: the record at the mark, the offset the next commit
-// carries. When that record was not fetched yet (the member just took the
-// partition over, or the end moved since the last fetch), it is estimated
-// by the timestamp of the last record done, which is no later than its own:
-// the age reads high rather than low, never above the truth by more than
-// the gap between the two records. 0 when the partition is caught up (the
-// mark at the end of the last fetch) or nothing is known yet.
+// carries. When that record was not fetched yet (the end moved since the
+// last fetch), it is estimated by the timestamp of the last record done,
+// which is no later than its own: the age reads high rather than low, never
+// above the truth by more than the gap between the two records. 0 when the
+// partition is caught up (the mark at the end of the last fetch) or nothing
+// is known yet (taken over, nothing fetched nor done here).
 func (ps *partState) oldest() int64 {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()

@@ -29,3 +29,10 @@ func Quantile(counts []uint64, q float64) time.Duration {
 func OnHistoryFreed(t *Telemetry, f func()) {
 	runtime.AddCleanup(t.ring, func(f func()) { f() }, f)
 }
+
+// SetSeriesTiming makes t's per-second sampler tick every every and stop
+// after idle without a look; call it before the first Series.
+func SetSeriesTiming(t *Telemetry, every, idle time.Duration) {
+	p := t.perSecondOnce()
+	p.every, p.idle = every, idle
+}

@@ -23,7 +23,8 @@ const (
 // perSecond is the sampler and its rings: one per emitting topic and one
 // per topic and consumer group.
 type perSecond struct {
-	reg *registry
+	reg         *registry
+	every, idle time.Duration // sampleEvery and idleStop; shorter in tests
 
 	mu       sync.Mutex
 	running  bool
@@ -87,11 +88,11 @@ func (t *Telemetry) Series() []history.Series {
 	end := p.last
 	for topic, r := range p.sends {
 		rates, _ := r.points(false)
-		out = append(out, history.Series{Topic: topic, Start: startOf1(end, len(rates)), Step: sampleEvery, Rate: rates})
+		out = append(out, history.Series{Topic: topic, Start: p.startOf(end, len(rates)), Step: p.every, Rate: rates})
 	}
 	for k, r := range p.groups {
 		rates, p99s := r.points(true)
-		out = append(out, history.Series{Topic: k.topic, Group: k.group, Start: startOf1(end, len(rates)), Step: sampleEvery, Rate: rates, P99: p99s})
+		out = append(out, history.Series{Topic: k.topic, Group: k.group, Start: p.startOf(end, len(rates)), Step: p.every, Rate: rates, P99: p99s})
 	}
 	slices.SortFunc(out, func(a, b history.Series) int {
 		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Group, b.Group))
@@ -99,19 +100,19 @@ func (t *Telemetry) Series() []history.Series {
 	return out
 }
 
-// startOf1 is the time of the first of n points whose last is at end.
-func startOf1(end time.Time, n int) time.Time {
+// startOf is the time of the first of n points whose last is at end.
+func (p *perSecond) startOf(end time.Time, n int) time.Time {
 	if n == 0 {
 		return time.Time{}
 	}
-	return end.Add(-time.Duration(n-1) * sampleEvery)
+	return end.Add(-time.Duration(n-1) * p.every)
 }
 
 func (t *Telemetry) perSecondOnce() *perSecond {
 	t.perSecMu.Lock()
 	defer t.perSecMu.Unlock()
 	if t.perSec == nil {
-		t.perSec = &perSecond{reg: t.reg}
+		t.perSec = &perSecond{reg: t.reg, every: sampleEvery, idle: idleStop}
 	}
 	return t.perSec
 }
@@ -144,7 +145,7 @@ func (p *perSecond) startLocked(now time.Time) {
 
 func (p *perSecond) loop(stop, done chan struct{}) {
 	defer close(done)
-	tick := time.NewTicker(sampleEvery)
+	tick := time.NewTicker(p.every)
 	defer tick.Stop()
 	for {
 		select {
@@ -152,7 +153,7 @@ func (p *perSecond) loop(stop, done chan struct{}) {
 			return
 		case now := <-tick.C:
 			p.mu.Lock()
-			if now.Sub(p.lastLook) > idleStop {
+			if now.Sub(p.lastLook) > p.idle {
 				p.running = false
 				p.mu.Unlock()
 				return
