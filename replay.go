@@ -309,13 +309,7 @@ func (b *bus) replayOne(ctx context.Context, dl *Event, d DeadLetter, toGroup st
 		}
 		e.Headers[k] = v
 	}
-	// The replay is the original event again, lineage included: the dead
-	// letter keeps its chain and names the original's cause in a header.
-	e.CausationID, e.CorrelationID = dl.Headers[HeaderDeadLetterCausationID], dl.CorrelationID
-	if e.CorrelationID == "" {
-		e.CorrelationID = e.ID
-	}
-	eventmeta.Bind(e, b.baseCtx)
+	eventmeta.Bind(e, b.baseCtx) // its handlers' context, built with it
 	e.Headers[HeaderReplayCount] = strconv.Itoa(d.ReplayCount + 1)
 	delete(e.Headers, HeaderReplayGroup)
 	if toGroup != "" {
