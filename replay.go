@@ -147,14 +147,20 @@ func Replay(ctx context.Context, eb EventBus, deadLetterTopic string, filter Dea
 		o.consumerGroup = deadLetterTopic + ".replay"
 	}
 	var (
-		mu      sync.Mutex // guards res, rerr and started; serializes o.observe
+		mu      sync.Mutex // guards res, rerr, started and over; serializes o.observe
 		res     = ReplayResult{DryRun: o.dryRun}
 		rerr    *ReplayError
 		started int
+		over    bool // Replay returned: a late outcome is not reported
 	)
 	// finish records what became of one dead letter and tells the reader.
 	finish := func(d DeadLetter, outcome ReplayOutcome, err error, done func(transport.Visit)) {
 		mu.Lock()
+		if over {
+			mu.Unlock()
+			done(transport.VisitStop)
+			return
+		}
 		switch outcome {
 		case ReplayOutcomeReplayed:
 			res.Replayed++
@@ -215,6 +221,9 @@ func Replay(ctx context.Context, eb EventBus, deadLetterTopic string, filter Dea
 	err = src.ReadDeadLetters(ctx, transport.DeadLetterRead{
 		Topic: deadLetterTopic, Group: o.consumerGroup, Commit: !o.dryRun, Visit: visit,
 	})
+	mu.Lock()
+	over = true
+	mu.Unlock()
 	if rerr != nil {
 		rerr.Failed = res.Failed
 		return res, errors.Join(rerr, err)

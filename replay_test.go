@@ -689,3 +689,55 @@ func TestReplayMQAdapter(t *testing.T) {
 	t.Cleanup(func() { _ = b.Close() })
 	replayScenario(t, func(*testing.T) eventstream.EventBus { return b }, "orders")
 }
+
+// A Kafka replay cut short by its context loses nothing: the next one
+// replays what the first did not finish (some perhaps twice, with their
+// ids).
+func TestReplayCancelledResumesKafka(t *testing.T) {
+	brokers := eventstreamtest.KafkaCluster(t)
+	bus := newKafkaBus(t, brokers, nil, eventstream.WithLogger(slog.New(slog.DiscardHandler)))
+	handled := &seen{}
+	if _, err := bus.On("orders", func(ctx context.Context, e *eventstream.Event) error {
+		handled.add(e)
+		return nil
+	}, eventstream.WithConsumerGroup("billing")); err != nil {
+		t.Fatal(err)
+	}
+	const n = 1500 // more than Replay keeps under way at once
+	for i := range n {
+		if err := bus.Emit(context.Background(), "orders.dlq", i, eventstream.WithHeaders(map[string]string{
+			eventstream.HeaderDeadLetterTopic: "orders", eventstream.HeaderDeadLetterID: "dl-" + strconv.Itoa(i),
+		}), eventstream.WithAsync(nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the dead letters written", 30*time.Second, func() bool {
+		dls, _ := eventstream.ListDeadLetters(context.Background(), bus, "orders.dlq", eventstream.DeadLetterFilter{}, 0)
+		return len(dls) == n
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	var outcomes atomic.Int32
+	first, err := eventstream.Replay(ctx, bus, "orders.dlq", eventstream.DeadLetterFilter{}, eventstream.ReplayObserver(
+		func(eventstream.DeadLetter, eventstream.ReplayOutcome, error) {
+			if outcomes.Add(1) == 1 {
+				cancel()
+			}
+		}))
+	cancel()
+	if !errors.Is(err, context.Canceled) || first.Replayed >= n {
+		t.Fatalf("cancelled replay: %+v, %v", first, err)
+	}
+	second, err := eventstream.Replay(context.Background(), bus, "orders.dlq", eventstream.DeadLetterFilter{})
+	if err != nil || first.Replayed+second.Replayed < n {
+		t.Fatalf("second replay: %+v after %+v, %v", second, first, err)
+	}
+	waitFor(t, "every dead letter handled", 30*time.Second, func() bool {
+		ids, _ := handled.snapshot()
+		distinct := map[string]bool{}
+		for _, id := range ids {
+			distinct[id] = true
+		}
+		return len(distinct) == n
+	})
+	t.Logf("first replay %d, second %d, of %d", first.Replayed, second.Replayed, n)
+}

@@ -108,9 +108,15 @@ func (t *Transport) ReadDeadLetters(ctx context.Context, r transport.DeadLetterR
 		}
 		return nil
 	}
-	// finish waits for the visits under way, then commits.
+	// finish waits for the visits under way, then commits. Once ctx is
+	// done it waits a bounded time: a visit still under way then is not
+	// committed past (its record may still be written).
 	finish := func(err error) error {
-		p.wait()
+		if ctx.Err() != nil {
+			p.waitUpTo(clientOpTimeout)
+		} else {
+			p.waitUpTo(-1)
+		}
 		return errors.Join(err, commit())
 	}
 	lastCommit := time.Now()
@@ -205,13 +211,28 @@ func (p *readProgress) acquire(ctx context.Context) error {
 	}
 }
 
-// wait returns once every visit started has finished.
-func (p *readProgress) wait() {
-	for range cap(p.sem) {
-		p.sem <- struct{}{}
+// waitUpTo returns once every visit started has finished, or after d
+// (d < 0: no limit). A visit that finishes later frees its own slot.
+func (p *readProgress) waitUpTo(d time.Duration) {
+	var timeout <-chan time.Time
+	if d >= 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timeout = t.C
 	}
-	for range cap(p.sem) {
-		<-p.sem
+	taken := 0
+	defer func() {
+		for range taken {
+			<-p.sem
+		}
+	}()
+	for taken < cap(p.sem) {
+		select {
+		case p.sem <- struct{}{}:
+			taken++
+		case <-timeout:
+			return
+		}
 	}
 }
 

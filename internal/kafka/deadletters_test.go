@@ -43,7 +43,7 @@ func TestReadProgressCommitsInOrder(t *testing.T) {
 		t.Fatalf("committed %d (stopped %v), want 3 and stopped", got, p.stopped(0))
 	}
 	dones[2](transport.VisitStop) // a second call changes nothing
-	p.wait()
+	p.waitUpTo(-1)
 	if got := at(); got != -1 {
 		t.Fatalf("nothing moved, yet %d committable", got)
 	}
