@@ -110,7 +110,6 @@ type breaker struct {
 	cb       *gobreaker.TwoStepCircuitBreaker[struct{}]
 	coolDown time.Duration
 	probeAt  atomic.Int64 // unix nanoseconds; while open, when the probe is due
-	state    atomic.Int32 // gobreaker.State, for the gauge and the debug page
 }
 
 func newBreaker(s *subscription, c CircuitBreaker) *breaker {
@@ -138,7 +137,6 @@ func newBreaker(s *subscription, c CircuitBreaker) *breaker {
 			if to == gobreaker.StateOpen {
 				br.probeAt.Store(time.Now().Add(c.CoolDown).UnixNano())
 			}
-			br.state.Store(int32(to))
 			level := slog.LevelInfo
 			if to == gobreaker.StateOpen {
 				level = slog.LevelWarn
@@ -165,9 +163,11 @@ func (br *breaker) allow() (done func(error), wait time.Duration) {
 	return nil, min(breakerProbePoll, br.coolDown) // a probe is under way
 }
 
-// stateName is the circuit's state as the debug page shows it.
+// stateName is the circuit's state as the debug page shows it. Asking
+// gobreaker moves an open circuit whose cool-down is over to half-open, so
+// an idle subscription shows it is ready to probe.
 func (br *breaker) stateName() string {
-	switch gobreaker.State(br.state.Load()) {
+	switch br.cb.State() {
 	case gobreaker.StateOpen:
 		return CircuitOpen
 	case gobreaker.StateHalfOpen:
@@ -179,7 +179,7 @@ func (br *breaker) stateName() string {
 // gauge is the state as eventstream.circuit.state reports it: 0 closed,
 // 1 half-open, 2 open (gobreaker's order), so that max over a group's
 // members is its worst.
-func (br *breaker) gauge() int64 { return int64(br.state.Load()) }
+func (br *breaker) gauge() int64 { return int64(br.cb.State()) }
 
 // circuitStates reports, per topic and group with a breaker, the worst
 // state of the group's subscriptions in this bus (eventstream.circuit.state).

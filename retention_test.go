@@ -190,3 +190,40 @@ func TestRetentionConfig(t *testing.T) {
 		}
 	}
 }
+
+// With retention, the events a group's last member leaves unhandled are
+// not lost: the group resumes with them when it comes back.
+func TestRetentionGroupResumesWithUnhandled(t *testing.T) {
+	cfg := eventstream.DefaultConfig()
+	cfg.Memory.RetainEvents = 100
+	cfg.ShutdownTimeout = 100 * time.Millisecond
+	b := quietBus(t, cfg)
+	defer b.Close()
+	release := make(chan struct{})
+	var first ints
+	sub, err := b.On("orders", func(ctx context.Context, e *eventstream.Event) error {
+		<-release // the first event is in hand while its member leaves
+		return first.handler(ctx, e)
+	}, eventstream.WithConsumerGroup("billing"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	emitInts(t, b, "orders", 0, 3)
+	off := make(chan error, 1)
+	go func() { off <- b.Off(sub) }()
+	time.Sleep(300 * time.Millisecond) // past ShutdownTimeout: 1 and 2 are left unhandled
+	close(release)
+	if err := <-off; err != nil {
+		t.Fatalf("Off: %v", err)
+	}
+	if got := first.waitLen(t, 1); fmt.Sprint(got) != "[0]" {
+		t.Fatalf("first member handled %v, want [0]", got)
+	}
+	var back ints
+	if _, err := b.On("orders", back.handler, eventstream.WithConsumerGroup("billing")); err != nil {
+		t.Fatal(err)
+	}
+	if got := back.waitLen(t, 2); fmt.Sprint(got) != "[1 2]" {
+		t.Errorf("returning group got %v, want the unhandled [1 2]", got)
+	}
+}

@@ -391,7 +391,11 @@ func (t *Transport) leave(m *member, background bool) error {
 	if late := m.takeCut(); len(late) > 0 && !t.closing.Load() {
 		// Parked by a handler that was in hand at the hand-over.
 		t.mu.Lock()
-		lost += t.pushFrontLocked(t.group(s.Topic, s.Group), late)
+		if g := t.group(s.Topic, s.Group); g != nil {
+			lost += t.pushFrontLocked(g, late)
+		} else {
+			lost += t.keepForReturn(s, late)
+		}
 		t.mu.Unlock()
 	}
 	if lost > 0 {
@@ -413,7 +417,7 @@ func (t *Transport) handOverLocked(m *member, g *groupRoute) int {
 		// A parked retry (again.go) goes first: it was the lane's head.
 		orphans = append(m.takeCut(), orphans...)
 		if g == nil {
-			lost += len(orphans)
+			lost += t.keepForReturn(m.sub, orphans) // retain.go
 			continue
 		}
 		if byLane == nil {

@@ -176,3 +176,37 @@ func (t *Transport) groupLeft(s *transport.Sub) {
 	r.left[s.Group] = r.next
 	r.mu.Unlock()
 }
+
+// keepForReturn takes back events that the last member of s's group left
+// without handling them: with retention on, those still kept are not lost —
+// the group resumes at the oldest of them when it comes back, as a Kafka
+// group resumes at its last commit (what it handled after them comes again:
+// at least once). It returns how many it could not keep. The caller holds
+// t.mu.
+func (t *Transport) keepForReturn(s *transport.Sub, es []*event.Event) (lost int) {
+	if t.retention.Events == 0 || s.Private || len(es) == 0 {
+		return len(es)
+	}
+	r := t.log(s.Topic)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seqs := make(map[*event.Event]uint64, r.n)
+	for i := range r.n {
+		re := r.ring[(r.head+i)%len(r.ring)]
+		seqs[re.e] = re.seq
+	}
+	from, ok := r.left[s.Group]
+	if !ok {
+		from = r.next
+	}
+	for _, e := range es {
+		seq, kept := seqs[e]
+		if !kept {
+			lost++
+			continue
+		}
+		from = min(from, seq)
+	}
+	r.left[s.Group] = from
+	return lost
+}
