@@ -34,6 +34,8 @@ type partState struct {
 	epoch    int32 // leader epoch of the record before mark
 	markTS   int64 // timestamp (unix ns) of the record before mark; 0 unknown
 	dispHigh int64 // offset after the last dispatched record; -1 none
+	parked   int   // deliveries parked (park.go)
+	hold     hold  // records held aside behind them, per lane
 }
 
 type pendingOffset struct {
