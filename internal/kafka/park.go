@@ -47,6 +47,9 @@ type hold struct {
 // must run first. It returns true when it took the record.
 func (c *consumer) holdAside(it item) bool {
 	ps := it.ps
+	if !ps.everParked.Load() {
+		return false // the common case: one atomic load per record
+	}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	h := &ps.hold
@@ -78,6 +81,7 @@ func (c *consumer) parkPending(it item, p *transport.Pending) {
 		ps.hold = hold{blocked: map[*lanes.Lane[item]]int{}, held: map[*lanes.Lane[item]][]item{}, replay: map[*lanes.Lane[item]]int{}}
 	}
 	ps.hold.blocked[it.lane]++
+	ps.everParked.Store(true) // under mu: holdAside then takes it to look
 	first := ps.parked == 0
 	ps.parked++
 	ps.mu.Unlock()
