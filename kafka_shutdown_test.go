@@ -46,6 +46,7 @@ func testCloseBlackHoled(t *testing.T, brokers []string, timeout time.Duration) 
 
 	cfg := kafkaTestConfig(brokers)
 	cfg.ShutdownTimeout = timeout
+	cfg.Kafka.InitialOffset = eventstream.InitialOffsetEarliest
 	cfg.Kafka.ClientOptions = []kgo.Opt{fn.Option()}
 	b, err := eventstream.New(cfg, eventstream.WithEmitMiddleware(captureIDs),
 		eventstream.WithLogger(slog.New(slog.DiscardHandler)))
@@ -53,6 +54,16 @@ func testCloseBlackHoled(t *testing.T, brokers []string, timeout time.Duration) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
+	// Every event is in the topic before the member joins, so that its
+	// first fetch takes them all: each is accepted when the network goes.
+	const total = 100
+	for i := range total {
+		var id string
+		if err := emitWithID(b, context.Background(), topic, i, &id); err != nil {
+			t.Fatal(err)
+		}
+		l.emit(id)
+	}
 	var handled atomic.Int64
 	if _, err := b.On(topic, func(ctx context.Context, e *eventstream.Event) error {
 		// Slow enough that the events outlast ShutdownTimeout.
@@ -66,14 +77,6 @@ func testCloseBlackHoled(t *testing.T, brokers []string, timeout time.Duration) 
 		return nil
 	}, group); err != nil {
 		t.Fatal(err)
-	}
-	const total = 100
-	for i := range total {
-		var id string
-		if err := emitWithID(b, context.Background(), topic, i, &id); err != nil {
-			t.Fatal(err)
-		}
-		l.emit(id)
 	}
 	for handled.Load() < 5 {
 		time.Sleep(10 * time.Millisecond)

@@ -48,7 +48,7 @@ func TestAlertRules(t *testing.T) {
 		"EventStreamDeadLettersGrowing", "EventStreamHighErrorRatio", "EventStreamConsumerLagGrowing",
 		"EventStreamWorkerPoolSaturated", "EventStreamGroupStoppedConsuming", "EventStreamTimeLagHigh",
 		"EventStreamSLOHandledBudgetBurn", "EventStreamSLOHandledBudgetBurnSlow",
-		"EventStreamSLOLatencyBudgetBurn", "EventStreamSLOLatencyBudgetBurnSlow",
+		"EventStreamSLOLatencyBudgetBurn", "EventStreamSLOLatencyBudgetBurnSlow", "EventStreamDeadLetterBlocked",
 	} {
 		if !seen[a] {
 			t.Errorf("alert %s missing", a)

@@ -53,6 +53,10 @@ const (
 	MetricConsumerLag     = "eventstream.consumer.lag"        // gauge {message}, Kafka mode
 	MetricTimeLag         = "eventstream.consumer.time_lag"   // gauge s, age of the oldest event not yet handled
 	MetricCircuitState    = "eventstream.circuit.state"       // gauge {state}: 0 closed, 1 half-open, 2 open
+	// MetricDeadLetterBlocked counts the events whose dead letter could not
+	// be written yet: each holds its partition (Kafka) while the write is
+	// retried.
+	MetricDeadLetterBlocked = "eventstream.dead_letter.blocked" // gauge {message}
 )
 
 // Attribute keys of the library's own namespace, on process spans

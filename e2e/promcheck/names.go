@@ -31,6 +31,7 @@ var KnownMetrics = map[string]string{
 	"eventstream_consumer_lag":                    "eventstream.consumer.lag (Int64ObservableGauge {message}, Kafka mode)",
 	"eventstream_consumer_time_lag_seconds":       "eventstream.consumer.time_lag (Float64ObservableGauge s)",
 	"eventstream_circuit_state":                   "eventstream.circuit.state (Int64ObservableGauge {state}: 0 closed, 1 half-open, 2 open)",
+	"eventstream_dead_letter_blocked":             "eventstream.dead_letter.blocked (Int64ObservableGauge {message})",
 	"eventstream_delivery_latency_seconds_bucket": "eventstream.delivery.latency (Float64Histogram s)",
 	"eventstream_delivery_latency_seconds_sum":    "eventstream.delivery.latency (Float64Histogram s)",
 	"eventstream_delivery_latency_seconds_count":  "eventstream.delivery.latency (Float64Histogram s)",

@@ -58,6 +58,8 @@ type consumer struct {
 	drainEnds map[int32]int64 // set by Drain: dispatch no further
 	warnEvery time.Time       // rate limit of fetch error logs
 
+	parking parking // deliveries set aside (park.go)
+
 	abandon   atomic.Bool // records that have not started are left alone
 	stopOnce  sync.Once
 	leaveOnce sync.Once
@@ -67,10 +69,11 @@ type consumer struct {
 
 // item is a record on its way to a handler.
 type item struct {
-	rec  *kgo.Record
-	ps   *partState
-	seq  int64
-	lane *lanes.Lane[item] // where it waits when its retry is due later
+	rec      *kgo.Record
+	ps       *partState
+	seq      int64
+	lane     *lanes.Lane[item] // where it waits when its retry is due later
+	replayed bool              // held aside behind a parked dead letter, then pushed back (park.go)
 }
 
 // maxPollRecords bounds one poll; the lanes bound what waits beyond it.
@@ -88,6 +91,7 @@ func newConsumer(t *Transport, s *transport.Sub) (*consumer, error) {
 		parts:      map[int32]*partState{},
 	}
 	c.pollCtx, c.stopPoll = context.WithCancel(context.Background())
+	c.parking.ctx, c.parking.cancel = context.WithCancel(context.Background())
 	c.lanes = make([]*lanes.Lane[item], max(s.Concurrency, 1))
 	for i := range c.lanes {
 		c.lanes[i] = lanes.New(t.host.Sched, t.host.QueueSize, c.handle, c.abort)
@@ -119,6 +123,7 @@ func newConsumer(t *Transport, s *transport.Sub) (*consumer, error) {
 	if err != nil {
 		c.stopPoll()
 		c.cancelClient()
+		c.parking.cancel()
 		return nil, &Error{Op: "create consumer", Topic: s.Topic, Err: err}
 	}
 	c.cl.Store(cl)
@@ -132,7 +137,7 @@ func (c *consumer) markReady() { c.readyOnce.Do(func() { close(c.ready) }) }
 // handle runs one record through the subscription, unless its partition
 // was revoked, or the member is leaving, before it started.
 func (c *consumer) handle(it item) {
-	if c.abandon.Load() || !it.ps.begin(it.rec.Offset) {
+	if c.abandon.Load() || c.holdAside(it) || !it.ps.begin(it.rec.Offset) {
 		return
 	}
 	e, derr := c.t.codec.decode(it.rec)
@@ -162,6 +167,11 @@ func (c *consumer) deliverCtx(ctx context.Context, it item, e *event.Event, fail
 	if err := c.sub.Deliver(ctx, e, failure); err != nil {
 		if again, ok := err.(*transport.Again); ok {
 			c.park(it, e, again)
+			return
+		}
+		var p *transport.Pending
+		if errors.As(err, &p) {
+			c.parkPending(it, p) // the partition's share of the lane waits; the rest goes on
 			return
 		}
 		it.ps.stall(it.rec.Offset)
@@ -662,6 +672,7 @@ func (c *consumer) stop(by time.Time) {
 	c.stopFetching()
 	c.abandonQueued()
 	c.waitHandlers(time.Until(by))
+	c.giveUpParked() // Drain counted them
 	c.leave(by)
 }
 

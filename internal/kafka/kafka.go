@@ -92,6 +92,20 @@ type Error struct {
 	Err   error
 }
 
+// rejected reports whether the broker or the client refused a record
+// itself (too large, invalid): producing the same record again cannot
+// succeed, unlike a missing topic, an unreachable broker or a denied
+// authorization, which an operator or time can fix.
+func rejected(err error) bool {
+	for _, k := range []error{kerr.MessageTooLarge, kerr.RecordListTooLarge, kerr.InvalidRecord,
+		kerr.CorruptMessage, kerr.InvalidTimestamp, kerr.UnsupportedCompressionType} {
+		if errors.Is(err, k) {
+			return true
+		}
+	}
+	return false
+}
+
 func (e *Error) Error() string {
 	if e.Topic != "" {
 		return fmt.Sprintf("eventstream: kafka: %s (topic %q): %v", e.Op, e.Topic, e.Err)
@@ -99,7 +113,14 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("eventstream: kafka: %s: %v", e.Op, e.Err)
 }
 
-func (e *Error) Unwrap() []error { return []error{ErrKafka, e.Err} }
+// Unwrap reaches ErrKafka, the cause, and transport.ErrRejected when the
+// record itself was refused.
+func (e *Error) Unwrap() []error {
+	if e.Op == "produce" && rejected(e.Err) {
+		return []error{ErrKafka, transport.ErrRejected, e.Err}
+	}
+	return []error{ErrKafka, e.Err}
+}
 
 // Transport is the Kafka transport. It implements transport.Transport and
 // the optional GroupNamer, ServerAddresser, QueueDepther and LagReporter.
@@ -684,6 +705,8 @@ func (t *Transport) Unsubscribe(s *transport.Sub) error {
 		go func() {
 			defer t.bg.Done()
 			c.waitHandlers(-1)
+			c.waitParked(t.host.ShutdownTimeout)
+			c.giveUpParked()
 			c.leave(time.Now().Add(clientOpTimeout))
 			if s.Left != nil {
 				s.Left()
@@ -693,12 +716,18 @@ func (t *Transport) Unsubscribe(s *transport.Sub) error {
 	}
 	defer t.bg.Done()
 	c.stopFetching()
+	deadline := time.Now().Add(t.host.ShutdownTimeout)
 	c.waitQueued(t.host.ShutdownTimeout)
+	c.waitParked(time.Until(deadline))
 	c.abandonQueued()
 	c.waitHandlers(-1)
+	left := c.giveUpParked()
 	c.leave(time.Now().Add(clientOpTimeout))
 	if s.Left != nil {
 		s.Left()
+	}
+	if left > 0 {
+		return &transport.UnhandledError{Unhandled: left}
 	}
 	return nil
 }

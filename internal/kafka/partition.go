@@ -24,6 +24,9 @@ type partState struct {
 	revoked   atomic.Bool
 	stallAt   atomic.Int64 // an event at this offset was not done: nothing after it is dispatched or started; -1 none
 	running   atomic.Int64 // handlers begun and not ended
+	// everParked: a delivery of the partition was parked once, so its
+	// records look for held ones before they run (park.go).
+	everParked atomic.Bool
 
 	mu       sync.Mutex
 	pend     []pendingOffset // dispatched records; pend[head:] are not all done
@@ -34,6 +37,8 @@ type partState struct {
 	epoch    int32 // leader epoch of the record before mark
 	markTS   int64 // timestamp (unix ns) of the record before mark; 0 unknown
 	dispHigh int64 // offset after the last dispatched record; -1 none
+	parked   int   // deliveries parked (park.go)
+	hold     hold  // records held aside behind them, per lane
 }
 
 type pendingOffset struct {

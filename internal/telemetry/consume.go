@@ -298,6 +298,16 @@ func (s *Subscription) RecordDeadLetter(err error) {
 	}
 }
 
+// DeadLetterBlocked counts an event whose dead letter waits (delta 1)
+// or no longer does (delta -1): eventstream.dead_letter.blocked, and the
+// event stays in eventstream.in_flight meanwhile.
+func (s *Subscription) DeadLetterBlocked(delta int64) {
+	if s.t.counting() {
+		s.g.blocked.Add(delta)
+		s.g.inFlight.Add(delta)
+	}
+}
+
 // ObserveQueueDepth reports f() as the subscription's
 // eventstream.queue.depth at each collection, until unregister is called.
 func (s *Subscription) ObserveQueueDepth(f func() int64) (unregister func()) {

@@ -41,6 +41,7 @@ const (
 	descConsumerLag     = "Records between a group's committed offset and the partition's end (Kafka mode)."
 	descCircuitState    = "State of a consumer group's circuit breaker in this process: 0 closed, 1 half-open, 2 open (the worst of its subscriptions)."
 	descTimeLag         = "Age of the oldest event accepted for a consumer group and not yet handled; 0 when the group is caught up."
+	descDeadLetterBlock = "Number of events whose dead letter could not be written yet; each holds its partition while the write is retried."
 )
 
 // instruments are the bus's metric instruments. Counters are observable:
@@ -67,6 +68,7 @@ type instruments struct {
 	consumerLag  metric.Int64ObservableGauge
 	timeLag      metric.Float64ObservableGauge
 	circuitState metric.Int64ObservableGauge
+	dlBlocked    metric.Int64ObservableGauge
 }
 
 func (in *instruments) init(m metric.Meter) error {
@@ -116,10 +118,11 @@ func (in *instruments) init(m metric.Meter) error {
 	in.timeLag, err = m.Float64ObservableGauge(telemetry.MetricTimeLag,
 		metric.WithUnit(unitSeconds), metric.WithDescription(descTimeLag))
 	add(err)
+	in.dlBlocked = gauge(telemetry.MetricDeadLetterBlocked, unitMessage, descDeadLetterBlock)
 	return errors.Join(errs...)
 }
 
 // observables are the instruments the counters' callback reports.
 func (in *instruments) observables() []metric.Observable {
-	return []metric.Observable{in.sentMessages, in.consumedMessages, in.retries, in.requeues, in.deadLetters, in.inFlight, in.clockSkew}
+	return []metric.Observable{in.sentMessages, in.consumedMessages, in.retries, in.requeues, in.deadLetters, in.inFlight, in.clockSkew, in.dlBlocked}
 }

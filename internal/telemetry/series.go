@@ -51,6 +51,7 @@ type groupSeries struct {
 	key       groupKey
 	consumed  atomic.Int64
 	inFlight  atomic.Int64
+	blocked   atomic.Int64 // dead letters not written yet (also in flight)
 	retried   atomic.Int64
 	requeued  atomic.Int64
 	skewed    atomic.Int64 // deliveries whose emit time was ahead of the clock
@@ -177,6 +178,7 @@ func (r *registry) observe(in instruments) metric.Callback {
 			}
 			if n != 0 || f != 0 {
 				o.ObserveInt64(in.inFlight, f, g.baseObs)
+				o.ObserveInt64(in.dlBlocked, g.blocked.Load(), g.baseObs)
 			}
 			if v := g.retried.Load(); v != 0 {
 				o.ObserveInt64(in.retries, v, g.baseObs)

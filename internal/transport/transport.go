@@ -9,6 +9,7 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strconv"
 	"time"
@@ -139,6 +140,12 @@ type (
 	DeadLetterReader interface {
 		ReadDeadLetters(ctx context.Context, r DeadLetterRead) error
 	}
+	// Parker is implemented by a transport that parks pending deliveries
+	// (see Pending). To one that does not, Deliver never returns Pending:
+	// the bus waits on the worker instead.
+	Parker interface {
+		ParksPending()
+	}
 )
 
 // DeadLetterRead is one read of a dead-letter topic, bounded by the end of
@@ -178,6 +185,27 @@ const (
 	VisitStop
 )
 
+// Pending is the error Deliver returns, to a Parker, for an event that is
+// not done and must not be handled again: its dead letter could not be
+// written yet. The transport sets the event aside, with what must stay
+// behind it (the records after it on its partition and queue), without
+// holding a worker, and calls Retry after Delay, and again after each
+// delay Retry returns, from a goroutine of its own. Retry returns 0 and nil
+// once the event is done (acknowledge it), or an error once it gives up
+// (do not acknowledge it). A transport that gives up first (the member
+// leaves, the partition is revoked) calls Retry once more with a done
+// context, so that the bus's accounting of the event ends.
+type Pending struct {
+	Delay time.Duration
+	Retry func(ctx context.Context) (again time.Duration, err error)
+}
+
+func (*Pending) Error() string { return "eventstream: delivery pending (dead letter not written yet)" }
+
+// ErrRejected is wrapped by the error of a Publish that retrying cannot
+// fix: the transport refuses the event itself (too large, invalid).
+var ErrRejected = errors.New("event rejected by the transport")
+
 // ErrClosed is returned by Publish once the transport drains or is closed;
 // the bus maps it to its own ErrClosed.
 var ErrClosed = errClosed{}
@@ -199,7 +227,9 @@ func (errGoexit) Error() string {
 
 // UnhandledError is Unsubscribe's report of accepted events it could
 // neither handle within the host's ShutdownTimeout nor hand to another
-// member (the subscription was its group's last).
+// member (the subscription was its group's last), or, on Kafka, of events
+// set aside (Pending) still not done then: they stay uncommitted, for the
+// group's next member.
 type UnhandledError struct{ Unhandled int }
 
 func (e *UnhandledError) Error() string {
