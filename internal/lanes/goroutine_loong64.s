@@ -1,8 +1,0 @@
-//go:build gc
-
-#include "textflag.h"
-
-// func curg() uintptr
-TEXT ·curg(SB),NOSPLIT,$0-8
-	MOVV g, ret+0(FP)
-	RET
