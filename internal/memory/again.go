@@ -2,7 +2,6 @@ package memory
 
 import (
 	"context"
-	"errors"
 
 	"libx.net/eventstream/event"
 	"libx.net/eventstream/internal/lanes"
@@ -25,8 +24,13 @@ func (m *member) newLane(h transport.Host) *lane {
 // hands to its group (Off) or is counted by Drain (Close).
 func (m *member) deliver(l *lane, base, ctx context.Context, e *event.Event, failure error) {
 	err := m.sub.Deliver(ctx, e, failure)
-	var again *transport.Again
-	if err == nil || !errors.As(err, &again) {
+	if err == nil {
+		return
+	}
+	// A type assertion, not errors.As: the bus returns Again as it is, and
+	// errors.As would move a pointer to the heap on every delivery.
+	again, ok := err.(*transport.Again)
+	if !ok {
 		return
 	}
 	next := again.NextEvent(e)
