@@ -8,9 +8,14 @@
 // same middleware chains:
 //
 //	emit:    telemetry (send span, metrics, history) → logging → WithEmitMiddleware… → transport
-//	consume: telemetry (consumed, in flight) → retry [ telemetry (process span, metrics,
-//	         history) → logging → recover → WithMiddleware… → WithSubscriptionMiddleware… → handler ]
-//	         → after the last attempt fails: the dead-letter topic
+//	consume: telemetry (consumed, in flight) → one attempt [ telemetry (process span,
+//	         metrics, history) → logging → recover → WithMiddleware… → WithSubscriptionMiddleware…
+//	         → handler ] → failed: the next attempt after its backoff, its lane waiting
+//	         without a worker; the last one failed: the dead-letter topic
+//
+// A handler has three answers: nil (done), an error (a failed attempt,
+// retried per its policy, then dead-lettered) and Requeue (not done: handed
+// back to its group, not a failure).
 //
 // Semantics, identical in both modes: every consumer group receives every
 // event once and one member of the group handles it; a subscription without
