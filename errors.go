@@ -209,3 +209,19 @@ func (e *ReplayUnsupportedError) Error() string {
 }
 
 func (e *ReplayUnsupportedError) Unwrap() error { return ErrReplayUnsupported }
+
+// ValueOmittedError is why Replay skips a dead letter written without its
+// value (the broker refused the original record's size even for the
+// dead-letter topic): the value is still in the original topic, at
+// Partition and Offset, for as long as that topic retains it.
+type ValueOmittedError struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Size      int
+}
+
+func (e *ValueOmittedError) Error() string {
+	return fmt.Sprintf("eventstream: dead letter carries no value (%d bytes omitted); read it from topic %q, partition %d, offset %d",
+		e.Size, e.Topic, e.Partition, e.Offset)
+}

@@ -91,7 +91,8 @@ func ReplayLimit(n int) ReplayOption {
 }
 
 // ReplayObserver calls f for each dead letter read, with what was done
-// and, for a failure, why: for progress reports or a dry run's listing.
+// and, for a failure or a skip that has a reason (a *ValueOmittedError),
+// why: for progress reports or a dry run's listing.
 // Calls are one at a time, not necessarily on Replay's goroutine: on Kafka
 // a replay's outcome is the broker's acknowledgement, and many replays are
 // under way at once. Default: none.
@@ -193,6 +194,13 @@ func Replay(ctx context.Context, eb EventBus, deadLetterTopic string, filter Dea
 		switch {
 		case d.Topic == "" || !filter.Match(d):
 			finish(d, ReplayOutcomeSkipped, nil, done)
+			return
+		case d.ValueOmitted > 0:
+			// Re-emitting it would publish an empty event under the
+			// original's id: skipped, and the observer told where the
+			// value is. The dead letter itself stays in its topic.
+			finish(d, ReplayOutcomeSkipped, &ValueOmittedError{Topic: d.Topic,
+				Partition: d.OriginalPartition, Offset: d.OriginalOffset, Size: d.ValueOmitted}, done)
 			return
 		case o.limit > 0:
 			mu.Lock()
@@ -374,6 +382,12 @@ func (b *bus) describeDeadLetter(topic string, dl *Event) DeadLetter {
 	}
 	if dl.Record != nil {
 		d.Partition, d.Offset = dl.Record.Partition, dl.Record.Offset
+	}
+	if n, err := strconv.Atoi(h[HeaderDeadLetterValueOmitted]); err == nil {
+		d.ValueOmitted = n
+		p, _ := strconv.ParseInt(h[HeaderDeadLetterPartition], 10, 32)
+		d.OriginalPartition = int32(p)
+		d.OriginalOffset, _ = strconv.ParseInt(h[HeaderDeadLetterOffset], 10, 64)
 	}
 	switch {
 	case dl.Raw != nil && json.Valid(dl.Raw):

@@ -741,3 +741,48 @@ func TestReplayCancelledResumesKafka(t *testing.T) {
 	})
 	t.Logf("first replay %d, second %d, of %d", first.Replayed, second.Replayed, n)
 }
+
+// A dead letter written without its value (the broker refused the record's
+// size) is skipped, never re-emitted as an empty event under the original's
+// id; the observer learns where the value is.
+func TestReplaySkipsValueOmittedKafka(t *testing.T) {
+	brokers := eventstreamtest.KafkaCluster(t)
+	bus := newKafkaBus(t, brokers, nil, eventstream.WithLogger(slog.New(slog.DiscardHandler)))
+	ctx := context.Background()
+	var emitted atomic.Int64
+	if _, err := bus.On("big", func(context.Context, *eventstream.Event) error {
+		emitted.Add(1)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.Emit(ctx, "big.dlq", nil, eventstream.WithHeaders(map[string]string{
+		eventstream.HeaderDeadLetterTopic: "big", eventstream.HeaderDeadLetterID: "x1",
+		eventstream.HeaderDeadLetterValueOmitted: "2097152",
+		eventstream.HeaderDeadLetterPartition:    "2", eventstream.HeaderDeadLetterOffset: "41",
+	})); err != nil {
+		t.Fatal(err)
+	}
+	var why error
+	res, err := eventstream.Replay(ctx, bus, "big.dlq", eventstream.DeadLetterFilter{},
+		eventstream.ReplayObserver(func(d eventstream.DeadLetter, outcome eventstream.ReplayOutcome, err error) {
+			if outcome == eventstream.ReplayOutcomeSkipped {
+				why = err
+			}
+		}))
+	if err != nil || res != (eventstream.ReplayResult{Skipped: 1}) {
+		t.Fatalf("replay: %+v, %v", res, err)
+	}
+	var vo *eventstream.ValueOmittedError
+	if !errors.As(why, &vo) || vo.Topic != "big" || vo.Partition != 2 || vo.Offset != 41 || vo.Size != 2097152 {
+		t.Fatalf("skip reason: %v", why)
+	}
+	list, err := eventstream.ListDeadLetters(ctx, bus, "big.dlq", eventstream.DeadLetterFilter{}, 0)
+	if err != nil || len(list) != 1 || list[0].ValueOmitted != 2097152 || list[0].OriginalOffset != 41 {
+		t.Fatalf("listed: %+v, %v", list, err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := emitted.Load(); n != 0 {
+		t.Fatalf("%d events re-emitted to the original topic", n)
+	}
+}

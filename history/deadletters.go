@@ -40,6 +40,13 @@ type DeadLetter struct {
 	// Data is the payload as JSON (the record's value on Kafka, which may
 	// be any bytes: then it is a JSON string of them).
 	Data string `json:"data"`
+	// ValueOmitted is the size of the original value when the dead letter
+	// was written without it (the broker refused the record for its size):
+	// the value is then read from the original topic at
+	// OriginalPartition/OriginalOffset, and a replay skips it.
+	ValueOmitted      int   `json:"value_omitted,omitempty"`
+	OriginalPartition int32 `json:"original_partition,omitempty"`
+	OriginalOffset    int64 `json:"original_offset,omitempty"`
 }
 
 // DeadLetterFilter selects dead letters; an empty field matches all.
