@@ -195,6 +195,12 @@ func subscribe(bus eventstream.EventBus, obs *otelsetup.Setup, service string, r
 			if err := e.Unmarshal(&p); err != nil {
 				return eventstream.Permanent(err)
 			}
+			if e.Redelivery == 0 && rand.IntN(20) == 0 {
+				// The mail provider throttles now and then: not a failure,
+				// the event is handed back and mailed a moment later
+				// (eventstream.requeues, the span's eventstream.redelivery).
+				return eventstream.RequeueAfter(200*time.Millisecond, "mail provider throttled")
+			}
 			otelsetup.Logger(ctx, obs.Logger).DebugContext(ctx, "points mailed", "order", p.Order,
 				"points", p.Points, "correlation_id", e.CorrelationID)
 			return nil
