@@ -7,7 +7,8 @@
 //     GoChannel and watermill-kafka (Sarama); run them with
 //     go test -run '^$' -bench . -count 5
 //   - watermill's universal Pub/Sub suite (pubsub/tests) against Kafka mode,
-//     through a watermill Publisher and Subscriber over the bus.
+//     through a watermill Publisher and Subscriber over the bus, and against
+//     memory mode with retention on (Memory.RetainEvents).
 //
 // Kafka runs on an in-process kfake cluster, and on a real cluster too when
 // EVENTSTREAM_KAFKA_BROKERS names one.

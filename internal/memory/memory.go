@@ -45,8 +45,7 @@ type Transport struct {
 	closed     atomic.Bool // Close ran: leaving members stop waiting for stuck handlers
 	publishing atomic.Int64
 
-	retention Retention // off unless NewRetaining turned it on
-	retained  sync.Map  // string → *retained, with retention on
+	ret *retainer // nil unless NewRetaining turned retention on (retain.go)
 }
 
 type topicRoutes struct {
@@ -139,7 +138,7 @@ func (t *Transport) Publish(ctx context.Context, e *event.Event, o transport.Pub
 	if t.closing.Load() {
 		return transport.ErrClosed
 	}
-	if t.retention.Events > 0 {
+	if t.ret != nil {
 		return t.publishRetained(ctx, e, o)
 	}
 	var buf [8]*lane
@@ -233,7 +232,7 @@ func (t *Transport) Subscribe(s *transport.Sub) error {
 	if !found {
 		g := &groupRoute{name: s.Group, rr: new(atomic.Uint64), members: []*member{m}, lanes: m.lanes}
 		groups = append(groups, g)
-		if t.retention.Events > 0 {
+		if t.ret != nil {
 			r := t.log(s.Topic)
 			r.mu.Lock()
 			defer r.mu.Unlock() // after the route is stored: see publishRetained

@@ -89,21 +89,28 @@ func (r *retained) sinceLocked(from uint64, age time.Duration, now time.Time) []
 	return out
 }
 
+// retainer is a transport's retention: what to keep, and each topic's log.
+// A transport without retention has none, so Publish pays one nil check.
+type retainer struct {
+	Retention
+	logs sync.Map // string → *retained
+}
+
 // NewRetaining returns the transport keeping, per topic, what r says.
 func NewRetaining(h transport.Host, r Retention) *Transport {
 	t := New(h)
 	if r.Events > 0 {
-		t.retention = r
+		t.ret = &retainer{Retention: r}
 	}
 	return t
 }
 
 // log returns topic's retained log, creating it.
 func (t *Transport) log(topic string) *retained {
-	if v, ok := t.retained.Load(topic); ok {
+	if v, ok := t.ret.logs.Load(topic); ok {
 		return v.(*retained)
 	}
-	v, _ := t.retained.LoadOrStore(topic, newRetained(t.retention.Events))
+	v, _ := t.ret.logs.LoadOrStore(topic, newRetained(t.ret.Events))
 	return v.(*retained)
 }
 
@@ -142,7 +149,7 @@ func (t *Transport) publishRetained(ctx context.Context, e *event.Event, o trans
 			return err
 		}
 	}
-	r.appendLocked(e, t.retention.Age, time.Now())
+	r.appendLocked(e, t.ret.Age, time.Now())
 	r.mu.Unlock()
 	if o.Done != nil {
 		o.Done(nil)
@@ -160,7 +167,7 @@ func (t *Transport) replayLocked(r *retained, s *transport.Sub, g *groupRoute) {
 		from = pos
 		delete(r.left, s.Group)
 	}
-	for _, e := range r.sinceLocked(from, t.retention.Age, time.Now()) {
+	for _, e := range r.sinceLocked(from, t.ret.Age, time.Now()) {
 		g.pick(e.Key).Push(e)
 	}
 }
@@ -168,7 +175,7 @@ func (t *Transport) replayLocked(r *retained, s *transport.Sub, g *groupRoute) {
 // groupLeft records where the named group of s stands in its topic's log
 // as its last member leaves, so that it resumes there.
 func (t *Transport) groupLeft(s *transport.Sub) {
-	if t.retention.Events == 0 || s.Private {
+	if t.ret == nil || s.Private {
 		return
 	}
 	r := t.log(s.Topic)
@@ -184,7 +191,7 @@ func (t *Transport) groupLeft(s *transport.Sub) {
 // at least once). It returns how many it could not keep. The caller holds
 // t.mu.
 func (t *Transport) keepForReturn(s *transport.Sub, es []*event.Event) (lost int) {
-	if t.retention.Events == 0 || s.Private || len(es) == 0 {
+	if t.ret == nil || s.Private || len(es) == 0 {
 		return len(es)
 	}
 	r := t.log(s.Topic)
