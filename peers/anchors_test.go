@@ -84,7 +84,7 @@ func BenchmarkAnchorStampedFloor(b *testing.B) {
 		close(done)
 	}()
 	b.ReportAllocs()
-	b.ResetTimer()
+	resetTimer(b)
 	for i := 0; i < b.N; i++ {
 		id, now := stamp()
 		ch <- &stampedEvent{ID: id, Time: now, Data: benchEvent}
@@ -196,7 +196,7 @@ func benchByHand(b *testing.B, brokers []string, kt *kotel.Tracer, k *kotel.Kote
 	done := make(chan struct{})
 	ctx := context.Background()
 	b.ReportAllocs()
-	b.ResetTimer()
+	resetTimer(b)
 	go func() {
 		defer close(done)
 		for handled.Load() < target {
@@ -259,7 +259,7 @@ func BenchmarkAnchorKafkaProduceSync(b *testing.B) {
 		done := make(chan struct{})
 		ctx := context.Background()
 		b.ReportAllocs()
-		b.ResetTimer()
+		resetTimer(b)
 		go func() {
 			defer close(done)
 			for handled.Load() < target {
