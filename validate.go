@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode"
 )
 
@@ -53,22 +54,35 @@ func checkEncodable(data any) error {
 		return nil
 	}
 	t := reflect.TypeOf(data)
-	if v, ok := typeVerdicts.Load(t); ok {
-		if v == nil {
-			return nil
-		}
-		return v.(error)
+	if last := lastVerdict.Load(); last != nil && last.t == t {
+		return last.err // most Emits send the type of the one before
 	}
-	var verdict error
+	if v, ok := typeVerdicts.Load(t); ok {
+		last := v.(*verdictOf)
+		lastVerdict.Store(last)
+		return last.err
+	}
+	v := &verdictOf{t: t}
 	// The data given to Emit is not addressable: json.Marshal sees a copy.
 	if reason := unencodable(t, false, map[typeAt]bool{}); reason != "" {
-		verdict = &EncodeError{Type: t.String(), Err: errors.New(reason)}
+		v.err = &EncodeError{Type: t.String(), Err: errors.New(reason)}
 	}
-	typeVerdicts.Store(t, verdict)
-	return verdict
+	typeVerdicts.Store(t, v)
+	lastVerdict.Store(v)
+	return v.err
 }
 
-var typeVerdicts sync.Map // reflect.Type → error (nil when encodable)
+var typeVerdicts sync.Map // reflect.Type → *verdictOf
+
+// lastVerdict is the verdict of the type checked last, compared before the
+// map: a pointer compare instead of hashing an interface per Emit. Verdicts
+// are made once per type, so switching types allocates nothing.
+var lastVerdict atomic.Pointer[verdictOf]
+
+type verdictOf struct {
+	t   reflect.Type
+	err error // nil when encodable
+}
 
 var (
 	jsonMarshalerType = reflect.TypeFor[json.Marshaler]()

@@ -44,12 +44,20 @@ type Transport struct {
 	closing    atomic.Bool // Drain ended or gave up: Publish refuses
 	closed     atomic.Bool // Close ran: leaving members stop waiting for stuck handlers
 	publishing atomic.Int64
+	// last is the routes of the topic published to last: most Publishes go
+	// to the topic of the one before, and a string compare costs less than
+	// hashing the topic into topics.
+	last atomic.Pointer[topicRoutes]
 
 	ret *retainer // nil unless NewRetaining turned retention on (retain.go)
 }
 
 type topicRoutes struct {
+	name   string
 	groups atomic.Pointer[[]*groupRoute]
+	// removed: taken out of topics, so a pointer to it that Publish kept
+	// (Transport.last) is stale.
+	removed atomic.Bool
 }
 
 // groupRoute is a consumer group of one topic: its members and all their
@@ -121,11 +129,18 @@ func (g *groupRoute) pick(key string) *lane {
 }
 
 func (t *Transport) groups(topic string) []*groupRoute {
+	if tr := t.last.Load(); tr != nil && tr.name == topic && !tr.removed.Load() {
+		return *tr.groups.Load()
+	}
 	v, ok := t.topics.Load(topic)
 	if !ok {
 		return nil
 	}
-	return *v.(*topicRoutes).groups.Load()
+	tr := v.(*topicRoutes)
+	// Kept even if it is removed meanwhile: removed is set first, so the
+	// next Publish looks in topics again.
+	t.last.Store(tr)
+	return *tr.groups.Load()
 }
 
 // Publish implements transport.Transport. It is all-or-nothing while the
@@ -215,7 +230,7 @@ func (t *Transport) Subscribe(s *transport.Sub) error {
 		return transport.ErrClosed
 	}
 	t.members[s] = m
-	v, _ := t.topics.LoadOrStore(s.Topic, newTopicRoutes())
+	v, _ := t.topics.LoadOrStore(s.Topic, newTopicRoutes(s.Topic))
 	tr := v.(*topicRoutes)
 	old := *tr.groups.Load()
 	groups := make([]*groupRoute, 0, len(old)+1)
@@ -243,8 +258,8 @@ func (t *Transport) Subscribe(s *transport.Sub) error {
 	return nil
 }
 
-func newTopicRoutes() *topicRoutes {
-	tr := &topicRoutes{}
+func newTopicRoutes(name string) *topicRoutes {
+	tr := &topicRoutes{name: name}
 	tr.groups.Store(new([]*groupRoute))
 	return tr
 }
@@ -278,6 +293,7 @@ func (t *Transport) removeLocked(m *member) {
 		groups = append(groups, g)
 	}
 	if len(groups) == 0 {
+		tr.removed.Store(true)
 		t.topics.Delete(s.Topic) // bounded memory: a topic nobody hears costs nothing
 	}
 	tr.groups.Store(&groups)
