@@ -268,6 +268,13 @@ func (b *bus) On(topic string, handler EventHandler, opts ...SubscribeOption) (S
 		}
 		s.breaker = newBreaker(s, c)
 	}
+	if so.rateLimit != nil {
+		l, err := so.rateLimit.limiter()
+		if err != nil {
+			return nil, err
+		}
+		s.limiter = l
+	}
 	s.maxRequeues = DefaultMaxRequeues
 	if so.maxRequeues != nil {
 		if *so.maxRequeues < 0 {

@@ -145,6 +145,7 @@ type subOptions struct {
 	middleware  []Middleware
 	breaker     *CircuitBreaker // nil: none (circuit.go)
 	maxRequeues *int            // nil: DefaultMaxRequeues (requeue.go)
+	rateLimit   *rateLimit      // nil: none (ratelimit.go)
 }
 
 type subOptionFunc func(*subOptions)

@@ -22,6 +22,15 @@ import (
 // middleware.Retry.
 func (s *subscription) try(ctx context.Context, e *Event) error {
 	attempt := event.Attempt(ctx)
+	if s.limiter != nil {
+		if d := throttle(s.limiter); d > 0 {
+			// Over the rate (ratelimit.go): the event waits for its token
+			// in its lane, holding no worker; the lane backs up as for a
+			// slow handler. Before the breaker, which would count a
+			// probe that never ran.
+			return &transport.Again{Delay: d, Attempt: attempt, Cut: s.endDelivery}
+		}
+	}
 	var done func(error)
 	if s.breaker != nil {
 		var wait time.Duration

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 
+	"golang.org/x/time/rate"
 	"libx.net/eventstream/event"
 	itel "libx.net/eventstream/internal/telemetry"
 	"libx.net/eventstream/internal/transport"
@@ -22,6 +23,7 @@ type subscription struct {
 	concurrency int
 	tel         *itel.Subscription // nil when telemetry is off
 	breaker     *breaker           // nil without WithCircuitBreaker
+	limiter     *rate.Limiter      // nil without WithRateLimit
 	maxRequeues int                // hand-backs before a dead letter (requeue.go)
 	ts          *transport.Sub
 

@@ -19,6 +19,10 @@ import (
 // never fails the event; only ctx ending (the subscription leaving, Close)
 // cuts it short, and then the call returns ctx's error without calling next.
 //
+// The wait happens inside the handler call, on the caller's goroutine: for
+// handlers the bus runs, eventstream.WithRateLimit is the same bucket
+// without holding a pool worker while an event waits for its token.
+//
 // One RateLimit is one bucket: give each subscription its own
 // (WithSubscriptionMiddleware) for a per-subscription rate; one shared by
 // several subscriptions limits them together. Placed inside the bus's
