@@ -287,7 +287,7 @@ func TestLineageKafkaCompact(t *testing.T) {
 	}, tp), rec)
 }
 
-func TestLineageKafkaReal(t *testing.T) {
+func TestKafkaRealLineage(t *testing.T) {
 	rec, tp := tracing(t)
 	testLineage(t, newKafkaBus(t, eventstreamtest.RealKafkaBrokers(t), nil, tp), rec)
 }
@@ -457,6 +457,6 @@ func testLineageHeaders(t *testing.T, brokers []string) {
 
 func TestLineageKafkaHeaders(t *testing.T) { testLineageHeaders(t, eventstreamtest.KafkaCluster(t)) }
 
-func TestLineageKafkaRealHeaders(t *testing.T) {
+func TestKafkaRealLineageHeaders(t *testing.T) {
 	testLineageHeaders(t, eventstreamtest.RealKafkaBrokers(t))
 }
