@@ -66,6 +66,11 @@ func Run(t *testing.T, tr Transport) {
 		{"BadInput", testBadInput},
 		{"KeyAndHeaders", testKeyAndHeaders},
 		{"Lineage", testLineage},
+		{"Requeue", testRequeue},
+		{"RequeueLimit", testRequeueLimit},
+		{"CircuitBreaker", testCircuitBreaker},
+		{"RateLimit", testRateLimit},
+		{"TypedHandler", testTypedHandler},
 	}
 	for _, tc := range tests {
 		if tc.name == "Backpressure" && !tr.Backpressure {
