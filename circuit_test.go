@@ -163,3 +163,36 @@ func TestCircuitBreakerConfig(t *testing.T) {
 		}
 	}
 }
+
+// An open circuit holds its events without a worker: on a pool of one,
+// another subscription goes on being served.
+func TestCircuitBreakerHoldsNoWorker(t *testing.T) {
+	tune := func(cfg *eventstream.Config) {
+		cfg.Pool.Size = 1
+		cfg.Retry = &eventstream.RetryPolicy{}
+		cfg.ShutdownTimeout = 100 * time.Millisecond
+	}
+	eachMode(t, tune, func(t *testing.T, b eventstream.EventBus) {
+		var f flaky
+		if _, err := b.On("payments", f.handle, eventstream.WithCircuitBreaker(eventstream.CircuitBreaker{ConsecutiveFailures: 1, CoolDown: time.Hour})); err != nil {
+			t.Fatal(err)
+		}
+		other := newEvents()
+		if _, err := b.On("audit", other.handler); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 5 { // the first fails and opens the circuit; the rest are held
+			if err := b.Emit(context.Background(), "payments", i, eventstream.WithKey("k")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, "the first attempt", 20*time.Second, func() bool { return f.calls.Load() == 1 })
+		if err := b.Emit(context.Background(), "audit", "still served"); err != nil {
+			t.Fatal(err)
+		}
+		other.wait(t, 1)
+		if c := f.calls.Load(); c != 1 {
+			t.Errorf("%d attempts on the open circuit, want 1", c)
+		}
+	})
+}
