@@ -55,71 +55,70 @@ func circuitState(t *testing.T, rd *sdkmetric.ManualReader, topic, group string)
 // event probes, and once it succeeds every held event is handled. The
 // state is logged, exported and shown on the debug page.
 func TestCircuitBreakerHoldsDuringOutage(t *testing.T) {
+	t.Run("memory", func(t *testing.T) { testCircuitOutage(t, eventstream.DefaultConfig(), "orders", "billing") })
+	t.Run("kafka", func(t *testing.T) {
+		testCircuitOutage(t, kafkaTestConfig(eventstreamtest.KafkaCluster(t)), "orders", "billing")
+	})
+}
+
+func testCircuitOutage(t *testing.T, cfg *eventstream.Config, topic, group string) {
 	const coolDown = 300 * time.Millisecond
-	for _, mode := range []string{"memory", "kafka"} {
-		t.Run(mode, func(t *testing.T) {
-			cfg := eventstream.DefaultConfig()
-			if mode == "kafka" {
-				cfg = kafkaTestConfig(eventstreamtest.KafkaCluster(t))
-			}
-			cfg.Retry = &eventstream.RetryPolicy{} // one attempt: a failure is a dead letter at once
-			var logs syncBuffer
-			rd := sdkmetric.NewManualReader()
-			b, err := eventstream.New(cfg, eventstream.WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(rd))),
-				eventstream.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer b.Close()
-			var dead atomic.Int64
-			if _, err := b.On("orders.dlq", func(context.Context, *eventstream.Event) error { dead.Add(1); return nil }); err != nil {
-				t.Fatal(err)
-			}
-			var f flaky
-			if _, err := b.On("orders", f.handle, eventstream.WithConsumerGroup("billing"),
-				eventstream.WithCircuitBreaker(eventstream.CircuitBreaker{ConsecutiveFailures: 3, CoolDown: coolDown})); err != nil {
-				t.Fatal(err)
-			}
-			const n = 40
-			start := time.Now()
-			for i := range n {
-				if err := b.Emit(context.Background(), "orders", i, eventstream.WithKey("k")); err != nil {
-					t.Fatal(err)
-				}
-			}
-			waitFor(t, "the circuit to open", 20*time.Second, func() bool {
-				st, _ := circuitState(t, rd, "orders", "billing")
-				return st == 2
-			})
-			page := httptest.NewRecorder()
-			eventstream.DebugHandler(b).ServeHTTP(page, httptest.NewRequest("GET", "/topology", nil))
-			if !strings.Contains(page.Body.String(), `"circuit": "open"`) {
-				t.Errorf("topology does not show the open circuit:\n%s", page.Body)
-			}
-			time.Sleep(2 * coolDown) // probes fail, the circuit opens again
-			// At most one probe per cool-down: the 3 attempts that opened
-			// the circuit, then a probe every coolDown at the most.
-			bound := 3 + int64(time.Since(start)/coolDown) + 1
-			f.up.Store(true)
-			if c := f.calls.Load(); c > bound {
-				t.Errorf("%d attempts during the outage, want at most %d (3 that opened the circuit, then one probe per cool-down)", c, bound)
-			}
-			waitFor(t, "every event handled or dead-lettered", 20*time.Second, func() bool {
-				return f.handled.Load()+dead.Load() == n
-			})
-			if d := dead.Load(); d > bound {
-				t.Errorf("%d dead letters, want at most %d: only events that ran and failed, none of those held", d, bound)
-			}
-			waitFor(t, "the circuit to close", 5*time.Second, func() bool {
-				st, ok := circuitState(t, rd, "orders", "billing")
-				return ok && st == 0
-			})
-			for _, want := range []string{"circuit open", "circuit half-open", "circuit closed"} {
-				if !strings.Contains(logs.String(), want) {
-					t.Errorf("logs lack %q:\n%s", want, logs.String())
-				}
-			}
-		})
+	cfg.Retry = &eventstream.RetryPolicy{} // one attempt: a failure is a dead letter at once
+	var logs syncBuffer
+	rd := sdkmetric.NewManualReader()
+	b, err := eventstream.New(cfg, eventstream.WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(rd))),
+		eventstream.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var dead atomic.Int64
+	if _, err := b.On(topic+".dlq", func(context.Context, *eventstream.Event) error { dead.Add(1); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	var f flaky
+	if _, err := b.On(topic, f.handle, eventstream.WithConsumerGroup(group),
+		eventstream.WithCircuitBreaker(eventstream.CircuitBreaker{ConsecutiveFailures: 3, CoolDown: coolDown})); err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	start := time.Now()
+	for i := range n {
+		if err := b.Emit(context.Background(), topic, i, eventstream.WithKey("k")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the circuit to open", 20*time.Second, func() bool {
+		st, _ := circuitState(t, rd, topic, group)
+		return st == 2
+	})
+	page := httptest.NewRecorder()
+	eventstream.DebugHandler(b).ServeHTTP(page, httptest.NewRequest("GET", "/topology", nil))
+	if !strings.Contains(page.Body.String(), `"circuit": "open"`) {
+		t.Errorf("topology does not show the open circuit:\n%s", page.Body)
+	}
+	time.Sleep(2 * coolDown) // probes fail, the circuit opens again
+	// At most one probe per cool-down: the 3 attempts that opened
+	// the circuit, then a probe every coolDown at the most.
+	bound := 3 + int64(time.Since(start)/coolDown) + 1
+	f.up.Store(true)
+	if c := f.calls.Load(); c > bound {
+		t.Errorf("%d attempts during the outage, want at most %d (3 that opened the circuit, then one probe per cool-down)", c, bound)
+	}
+	waitFor(t, "every event handled or dead-lettered", 20*time.Second, func() bool {
+		return f.handled.Load()+dead.Load() == n
+	})
+	if d := dead.Load(); d > bound {
+		t.Errorf("%d dead letters, want at most %d: only events that ran and failed, none of those held", d, bound)
+	}
+	waitFor(t, "the circuit to close", 5*time.Second, func() bool {
+		st, ok := circuitState(t, rd, topic, group)
+		return ok && st == 0
+	})
+	for _, want := range []string{"circuit open", "circuit half-open", "circuit closed"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("logs lack %q:\n%s", want, logs.String())
+		}
 	}
 }
 

@@ -167,7 +167,10 @@ func TestDedupThroughBusRetry(t *testing.T) {
 // In Kafka mode a producer that retried writes the same event twice (one
 // ce_id, two records): Dedup hands it to the handler once.
 func TestDedupKafkaProducerDuplicate(t *testing.T) {
-	brokers := eventstreamtest.KafkaCluster(t)
+	testDedupProducerDuplicate(t, eventstreamtest.KafkaCluster(t))
+}
+
+func testDedupProducerDuplicate(t *testing.T, brokers []string) {
 	topic := eventstreamtest.Topic(t)
 	createTopic(t, brokers, topic, 1)
 	b := newKafkaBus(t, brokers, nil)
