@@ -117,3 +117,12 @@ func TestHandleErrorType(t *testing.T) {
 		t.Errorf("err = %v, want it to wrap encoding/json's error", err)
 	}
 }
+
+func TestHandleNil(t *testing.T) {
+	b := quietBus(t, eventstream.DefaultConfig())
+	defer b.Close()
+	var h func(context.Context, *eventstream.Event, order) error
+	if _, err := b.On("orders", eventstream.Handle(h)); !errors.Is(err, eventstream.ErrNilHandler) {
+		t.Errorf("On(Handle(nil)) = %v, want ErrNilHandler", err)
+	}
+}
