@@ -135,11 +135,19 @@ func testGoexitAttempts(t *testing.T, cfg *eventstream.Config) {
 	waitFor(t, "the dead letters", 20*time.Second, func() bool { return dead.Load() == n })
 	mb := bus.(eventstream.MemoryEventBus)
 	var row eventstream.Stats
-	for _, r := range mb.GetStats().Rows {
-		if r.Topic == topic && r.Group != "" {
-			row.Counts = r.Counts
+	// The dead letter reaches its subscriber before the failed group counts
+	// it (the count follows the write's acknowledgement): wait for both.
+	readRow := func() {
+		for _, r := range mb.GetStats().Rows {
+			if r.Topic == topic && r.Group != "" {
+				row.Counts = r.Counts
+			}
 		}
 	}
+	waitFor(t, "the dead letters counted", 10*time.Second, func() bool {
+		readRow()
+		return row.DeadLettered == n && row.InFlight == 0
+	})
 	if row.Delivered != n || row.Failed != n || row.Succeeded != 0 || row.DeadLettered != n || row.InFlight != 0 {
 		t.Errorf("stats of the exiting subscription: %+v", row.Counts)
 	}
