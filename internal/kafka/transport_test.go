@@ -421,14 +421,12 @@ func TestSmallPoolDoesNotStarve(t *testing.T) {
 	if err := tr.Subscribe(sub("quiet", "quiet-group", 1, quiet)); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
 	if err := tr.Publish(context.Background(), event.New("quiet", 1), transport.PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	quiet.waitFor(t, "handled the quiet topic's event", func(s []int64) bool { return len(s) == 1 })
-	if d := time.Since(start); d > time.Second {
-		t.Fatalf("the quiet topic's event waited %v behind the busy topic", d)
-	}
+	// Not a timing bound (a loaded machine stretches any): the busy topic,
+	// five seconds of work on the only worker, must still be going.
 	if n := len(busy.seen()); n >= 5000 {
 		t.Fatalf("the busy topic was done (%d) before the quiet one: the test proved nothing", n)
 	}
