@@ -203,8 +203,11 @@ func TestHistoryCarriesSpanIDs(t *testing.T) {
 	mp := sdkmetric.NewMeterProvider() // no reader at all
 	defer mp.Shutdown(context.Background())
 	bus := quietBus(t, eventstream.DefaultConfig(), eventstream.WithTracerProvider(tp), eventstream.WithMeterProvider(mp))
-	done := make(chan struct{})
+	done, emitted := make(chan struct{}), make(chan struct{})
 	if _, err := bus.On("orders", func(ctx context.Context, e *eventstream.Event) error {
+		// The send is recorded when Emit returns; the handler may run
+		// before that. Wait, so that the process entry is the newest.
+		<-emitted
 		close(done)
 		return nil
 	}); err != nil {
@@ -213,6 +216,7 @@ func TestHistoryCarriesSpanIDs(t *testing.T) {
 	if err := bus.Emit(context.Background(), "orders", 1); err != nil {
 		t.Fatal(err)
 	}
+	close(emitted)
 	<-done
 	if err := bus.Close(); err != nil {
 		t.Fatal(err)
