@@ -125,6 +125,14 @@ func checkPlots(t *testing.T, bus eventstream.EventBus, topic string) {
 
 // samplerRunning reports whether a per-second sampler goroutine runs.
 func samplerRunning() bool {
+	// Every goroutine's stack, whole: a dump cut short (many goroutines of
+	// other tests) could miss the sampler.
 	buf := make([]byte, 1<<20)
-	return strings.Contains(string(buf[:runtime.Stack(buf, true)]), "(*perSecond).loop")
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return strings.Contains(string(buf[:n]), "(*perSecond).loop")
+		}
+		buf = make([]byte, 2*len(buf))
+	}
 }
