@@ -15,10 +15,10 @@ import (
 
 // withCause returns the context a handler of e runs under: ctx with e as
 // the cause of what the handler emits. One per delivery, shared by every
-// attempt (a retry is still caused by e). An event this bus emitted
-// carries it already, built over the same base context; others get one.
-func withCause(ctx context.Context, e *Event) context.Context {
-	if h := eventmeta.HandlingOf(e, ctx); h != nil {
+// attempt (a retry is still caused by e). An event this bus (base) emitted
+// carries one for its first delivery; the others get their own.
+func withCause(base, ctx context.Context, e *Event) context.Context {
+	if h := eventmeta.Claim(e, base, ctx); h != nil {
 		return h
 	}
 	return context.WithValue(ctx, eventmeta.CauseKey{}, e)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"libx.net/eventstream/event"
+	"libx.net/eventstream/internal/eventmeta"
 	"libx.net/eventstream/internal/transport"
 )
 
@@ -47,7 +48,7 @@ func WithMaxRequeues(n int) SubscribeOption {
 // with its Redelivery one higher, after the delay the handler asked for;
 // past the subscription's bound it ends, to be dead-lettered.
 func (s *subscription) requeue(ctx context.Context, e *Event, re *RequeueError) error {
-	if e.Redelivery >= s.maxRequeues {
+	if e.Redelivery >= s.maxRequeues && re != errLeaving { // a leaving subscription's is not the handler's
 		return &RequeueLimitError{Requeues: e.Redelivery, Last: re}
 	}
 	if s.tel != nil {
@@ -56,7 +57,7 @@ func (s *subscription) requeue(ctx context.Context, e *Event, re *RequeueError) 
 	s.bus.logger.LogAttrs(ctx, slog.LevelInfo, "eventstream: event handed back",
 		slog.String("topic", e.Topic), slog.String("group", s.group), slog.String("event_id", e.ID),
 		slog.Int("redelivery", e.Redelivery), slog.Duration("delay", re.Delay), slog.String("reason", re.Reason))
-	next := *e // the same *Event may be at other groups: never written
-	next.Redelivery++
-	return &transport.Again{Delay: re.Delay, Attempt: 1, Cut: s.endDelivery, Event: &next, HandBack: true}
+	// A copy: the same *Event may be at other groups, never written.
+	next := eventmeta.Redelivered(e).(*Event)
+	return &transport.Again{Delay: re.Delay, Attempt: 1, Cut: s.endDelivery, Event: next, HandBack: true}
 }

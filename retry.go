@@ -57,6 +57,10 @@ func (s *subscription) try(ctx context.Context, e *Event) error {
 	if attempt > s.policy.MaxRetries { // not MaxRetries+1: that overflows at math.MaxInt
 		return &middleware.RetryError{Attempts: attempt, Err: err}
 	}
+	if s.leaving(ctx) {
+		// The subscription leaves: the retry is the group's (leave.go).
+		return s.requeue(ctx, e, errLeaving)
+	}
 	if cerr := ctx.Err(); cerr != nil { // shutting down: no retry to announce
 		return &middleware.RetryError{Attempts: attempt, Err: fmt.Errorf("%w before a retry; last error: %w", cerr, err)}
 	}

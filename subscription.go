@@ -45,7 +45,7 @@ func (s *subscription) Group() string { return s.group }
 
 // build assembles the consume chain: telemetry(delivery) → try (one
 // attempt, and the retry decision) [ telemetry(attempt: span, metrics,
-// history) → logging → recover → user → handler ].
+// history) → logging → not done (leave.go) → recover → user → handler ].
 func (s *subscription) build(h Handler, policy RetryPolicy, subMW []Middleware) error {
 	b := s.bus
 	if err := policy.Validate(); err != nil {
@@ -58,7 +58,7 @@ func (s *subscription) build(h Handler, policy RetryPolicy, subMW []Middleware) 
 		outer = append(outer, s.tel.Consume)
 		inner = append(inner, s.tel.Process)
 	}
-	inner = append(inner, middleware.Logging(b.logger.With("group", s.group)), middleware.Recover())
+	inner = append(inner, middleware.Logging(b.logger.With("group", s.group)), s.notDone, middleware.Recover())
 	inner = append(inner, b.opts.middleware...)
 	inner = append(inner, subMW...)
 	s.attempt = event.Chain(h, inner...)
@@ -93,7 +93,7 @@ func (s *subscription) deliver(ctx context.Context, e *Event, failure error) err
 		s.endDelivery()
 		return errShutdown
 	}
-	err := s.handle(withCause(ctx, e), e)
+	err := s.handle(withCause(b.baseCtx, ctx, e), e)
 	if err == nil {
 		return nil
 	}

@@ -23,5 +23,17 @@ func init() {
 	eventmeta.Install(
 		func(e any) *eventmeta.Creation { return e.(*Event).creation },
 		func(e any, c *eventmeta.Creation) { e.(*Event).creation = c })
-	eventmeta.InstallHandling(func(e any) *eventmeta.Handling { return &e.(*Event).handling })
+	eventmeta.InstallHandling(func(e any) *eventmeta.Handling { return &e.(*Event).handling }, redelivered)
+}
+
+// redelivered copies e field by field, one Redelivery higher: a copy of the
+// whole struct would read e's handling context, which another group's
+// delivery of e may be claiming at that moment.
+func redelivered(x any) any {
+	e := x.(*Event)
+	return &Event{
+		ID: e.ID, Topic: e.Topic, CausationID: e.CausationID, CorrelationID: e.CorrelationID,
+		Key: e.Key, Time: e.Time, Data: e.Data, Raw: e.Raw, Headers: e.Headers, Record: e.Record,
+		Redelivery: e.Redelivery + 1, creation: e.creation,
+	}
 }

@@ -20,6 +20,6 @@ func (c *consumer) park(it item, e *event.Event, again *transport.Again) {
 			again.Abandon()
 			return
 		}
-		c.deliverCtx(again.Next(c.t.host.BaseCtx), it, next, nil)
+		c.deliverCtx(again.Next(c.handlerCtx(it.ps)), it, next, nil)
 	}, func(item) { again.Abandon() })
 }

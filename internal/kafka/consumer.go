@@ -41,8 +41,12 @@ type consumer struct {
 	seed  maphash.Seed
 	rr    atomic.Uint64
 
-	pollCtx      context.Context
-	stopPoll     context.CancelFunc
+	pollCtx  context.Context
+	stopPoll context.CancelFunc
+	// handlers is the parent of its partitions' handler contexts
+	// (leave.go); endHandlers cancels it when the member leaves.
+	handlers     context.Context
+	endHandlers  context.CancelFunc
 	clientCtx    context.Context
 	cancelClient context.CancelFunc
 	pollDone     chan struct{}
@@ -91,6 +95,7 @@ func newConsumer(t *Transport, s *transport.Sub) (*consumer, error) {
 		parts:      map[int32]*partState{},
 	}
 	c.pollCtx, c.stopPoll = context.WithCancel(context.Background())
+	c.handlers, c.endHandlers = context.WithCancel(t.host.BaseCtx)
 	c.parking.ctx, c.parking.cancel = context.WithCancel(context.Background())
 	c.lanes = make([]*lanes.Lane[item], max(s.Concurrency, 1))
 	for i := range c.lanes {
@@ -124,6 +129,7 @@ func newConsumer(t *Transport, s *transport.Sub) (*consumer, error) {
 		c.stopPoll()
 		c.cancelClient()
 		c.parking.cancel()
+		c.endHandlers()
 		return nil, &Error{Op: "create consumer", Topic: s.Topic, Err: err}
 	}
 	c.cl.Store(cl)
@@ -160,7 +166,7 @@ func (c *consumer) abort(it item) {
 // written): then the partition stops where it is, so that no commit passes
 // the event and the group's next owner gets it again.
 func (c *consumer) deliver(it item, e *event.Event, failure error) {
-	c.deliverCtx(c.t.host.BaseCtx, it, e, failure)
+	c.deliverCtx(c.handlerCtx(it.ps), it, e, failure)
 }
 
 func (c *consumer) deliverCtx(ctx context.Context, it item, e *event.Event, failure error) {
@@ -188,7 +194,7 @@ func (c *consumer) onAssigned(_ context.Context, _ *kgo.Client, assigned map[str
 	c.mu.Lock()
 	for _, p := range ps {
 		if old := c.parts[p]; old == nil || old.isRevoked() {
-			c.parts[p] = newPartState(p)
+			c.parts[p] = c.newPart(p)
 		}
 	}
 	c.mu.Unlock()
@@ -248,7 +254,7 @@ func (c *consumer) adjustOffsets(ctx context.Context, offsets map[string]map[int
 	for p, off := range starts {
 		ps := c.parts[p]
 		if ps == nil || ps.isRevoked() {
-			ps = newPartState(p)
+			ps = c.newPart(p)
 			c.parts[p] = ps
 		}
 		ps.setStart(off)
@@ -422,6 +428,7 @@ func (c *consumer) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[st
 	deadline := time.Now().Add(wait)
 	for _, ps := range lost {
 		ps.waitIdle(time.Until(deadline))
+		ps.endHandlers() // those still running: their records go to the next owner
 	}
 	cctx, cancel := c.opContext(ctx)
 	defer cancel()
@@ -443,6 +450,7 @@ func (c *consumer) onLost(_ context.Context, _ *kgo.Client, lost map[string][]in
 	for _, p := range lost[c.sub.Topic] {
 		if ps := c.parts[p]; ps != nil {
 			ps.revoke()
+			ps.endHandlers() // another member owns it already
 			delete(c.parts, p)
 		}
 	}
@@ -781,6 +789,7 @@ func (c *consumer) leave(by time.Time) {
 		// Whether the leave is done or its time ran out, nothing more is
 		// asked of the brokers: Close must not send another, unbounded one.
 		c.cancelClient()
+		c.endHandlers()
 		cl.Close()
 		if c.sub.Private && ctx.Err() == nil {
 			if _, err := c.t.adm.DeleteGroup(ctx, c.sub.Group); err != nil {

@@ -702,8 +702,12 @@ func (t *Transport) Unsubscribe(s *transport.Sub) error {
 		c.stopFetching()
 		c.abandonQueued()
 		c.waitOthers(c.callerLane())
+		// The handlers still running past the shutdown timeout see their
+		// context end (leave.go).
+		ending := time.AfterFunc(t.host.ShutdownTimeout, c.endHandlers)
 		go func() {
 			defer t.bg.Done()
+			defer ending.Stop()
 			c.waitHandlers(-1)
 			c.waitParked(t.host.ShutdownTimeout)
 			c.giveUpParked()
@@ -720,6 +724,9 @@ func (t *Transport) Unsubscribe(s *transport.Sub) error {
 	c.waitQueued(t.host.ShutdownTimeout)
 	c.waitParked(time.Until(deadline))
 	c.abandonQueued()
+	// The handlers still running had their time: their context ends, and
+	// one that answers with its error leaves its record uncommitted.
+	c.endHandlers()
 	c.waitHandlers(-1)
 	left := c.giveUpParked()
 	c.leave(time.Now().Add(clientOpTimeout))

@@ -38,7 +38,12 @@ type partState struct {
 	markTS   int64 // timestamp (unix ns) of the record before mark; 0 unknown
 	dispHigh int64 // offset after the last dispatched record; -1 none
 	parked   int   // deliveries parked (park.go)
-	hold     hold  // records held aside behind them, per lane
+
+	// The context of its handlers, and its cancel (leave.go); nil for a
+	// state made outside a consumer.
+	ctx    context.Context
+	cancel context.CancelFunc
+	hold   hold // records held aside behind them, per lane
 }
 
 type pendingOffset struct {

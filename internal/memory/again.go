@@ -13,8 +13,8 @@ import (
 func (m *member) newLane(h transport.Host) *lane {
 	var l *lane
 	l = lanes.New(h.Sched, h.QueueSize,
-		func(e *event.Event) { m.deliver(l, h.BaseCtx, h.BaseCtx, e, nil) },
-		func(e *event.Event) { m.deliver(l, h.BaseCtx, h.BaseCtx, e, transport.ErrGoexit) })
+		func(e *event.Event) { m.deliver(l, m.ctx, m.ctx, e, nil) },
+		func(e *event.Event) { m.deliver(l, m.ctx, m.ctx, e, transport.ErrGoexit) })
 	return l
 }
 

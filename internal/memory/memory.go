@@ -75,6 +75,11 @@ type member struct {
 	t     *Transport
 	sub   *transport.Sub
 	lanes []*lane
+	// ctx is the context its handlers run under: the bus's base context,
+	// also cancelled when the member leaves with handlers still running
+	// past the shutdown timeout, so that they can answer "not done".
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	cutMu sync.Mutex
 	cut   []*event.Event // parked events whose wait ended as m left (again.go)
@@ -221,12 +226,14 @@ func (t *Transport) reroute(ctx context.Context, e *event.Event, names []string,
 // its lanes are in the topic's routes.
 func (t *Transport) Subscribe(s *transport.Sub) error {
 	m := &member{t: t, sub: s, lanes: make([]*lane, s.Concurrency)}
+	m.ctx, m.cancel = context.WithCancel(t.h.BaseCtx)
 	for i := range m.lanes {
 		m.lanes[i] = m.newLane(t.h)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closing.Load() {
+		m.cancel()
 		return transport.ErrClosed
 	}
 	t.members[s] = m
@@ -369,6 +376,7 @@ func (t *Transport) leave(m *member, background bool) error {
 		t.mu.Lock()
 		delete(t.leaving, m)
 		t.mu.Unlock()
+		m.cancel()
 		if s.Left != nil {
 			s.Left()
 		}
@@ -396,6 +404,10 @@ func (t *Transport) leave(m *member, background bool) error {
 		// new member, never in between.
 		lost = t.handOverLocked(m, g)
 		t.mu.Unlock()
+		// The handlers still running had their time: their context ends,
+		// and one that answers with its error hands its event back
+		// (again.go), to the member that took the queue over.
+		m.cancel()
 		break
 	}
 	// The events in hand finish whatever the deadline (a parked retry

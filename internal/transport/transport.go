@@ -24,8 +24,10 @@ import (
 type Host struct {
 	// Logger is the bus's logger (trace ids added).
 	Logger *slog.Logger
-	// BaseCtx is the context handlers run under; it is cancelled when
-	// Close's timeout runs out.
+	// BaseCtx is the parent of the contexts handlers run under (one per
+	// subscription or partition, which the transport cancels when that
+	// subscription leaves past ShutdownTimeout, or the partition is
+	// revoked); it is cancelled when Close's timeout runs out.
 	BaseCtx context.Context
 	// ShutdownTimeout bounds Off's and Close's waits.
 	ShutdownTimeout time.Duration
