@@ -15,7 +15,9 @@
 //
 // A handler has three answers: nil (done), an error (a failed attempt,
 // retried per its policy, then dead-lettered) and Requeue (not done: handed
-// back to its group, not a failure).
+// back to its group, not a failure). A handler whose context ends because
+// its subscription leaves (Off past its shutdown timeout, a Kafka revoke)
+// says "not done" by returning the context's error.
 //
 // Semantics, identical in both modes: every consumer group receives every
 // event once and one member of the group handles it; a subscription without
@@ -77,7 +79,10 @@ type EventBus interface {
 	// the events already accepted for it (within Config.ShutdownTimeout;
 	// what is left then goes to the other members of its group; a group's
 	// last member returns a *ShutdownError counting what it discarded), and
-	// returns once its in-flight handlers have finished. Called from a
+	// returns once its in-flight handlers have finished; those still
+	// running when ShutdownTimeout runs out see their context cancelled,
+	// and one that returns its context's error hands its event back to the
+	// group (see Requeue). Called from a
 	// handler, it does not wait for the caller nor for the queue: the
 	// subscription finishes its queue afterwards, and Close drains it.
 	Off(subscription Subscription) error
