@@ -136,7 +136,15 @@ func TestOffLastMemberCountsStuck(t *testing.T) {
 // and the record goes, uncommitted, to the new owner — not to the
 // dead-letter topic.
 func TestKafkaRevokeHandsBackStuck(t *testing.T) {
-	brokers := eventstreamtest.KafkaCluster(t)
+	testKafkaRevokeHandsBackStuck(t, eventstreamtest.KafkaCluster(t))
+}
+
+// TestKafkaRealRevokeHandsBackStuck is the same on a real broker.
+func TestKafkaRealRevokeHandsBackStuck(t *testing.T) {
+	testKafkaRevokeHandsBackStuck(t, eventstreamtest.RealKafkaBrokers(t))
+}
+
+func testKafkaRevokeHandsBackStuck(t *testing.T, brokers []string) {
 	topic := eventstreamtest.Topic(t)
 	createTopic(t, brokers, topic, 2)
 	cfg := kafkaTestConfig(brokers)
