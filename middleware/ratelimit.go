@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"time"
 
 	"golang.org/x/time/rate"
 
@@ -60,17 +59,9 @@ func wait(ctx context.Context, l *rate.Limiter) error {
 		return err
 	}
 	r := l.Reserve() // never !OK: burst >= 1 and a reservation is for one token
-	d := r.Delay()
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
+	if err := sleep(ctx, r.Delay()); err != nil {
 		r.Cancel() // give the token back to those still waiting
-		return ctx.Err()
+		return err
 	}
+	return nil
 }
