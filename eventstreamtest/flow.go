@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"libx.net/eventstream"
+	"libx.net/eventstream/middleware"
 )
 
 // Flow control: the handler's third answer (Requeue), its bound, the
@@ -222,5 +223,36 @@ func testTypedHandler(t *testing.T, tr Transport) {
 	}
 	if r := d.Header(eventstream.HeaderDeadLetterReason); !strings.Contains(r, "typedOrder") {
 		t.Errorf("dead letter reason %q does not name the type", r)
+	}
+}
+
+// testCorrelationMiddleware: middleware.Correlation hands the handler its
+// event's correlation id — the one named at the chain's start, carried to
+// an event emitted from a handler.
+func testCorrelationMiddleware(t *testing.T, tr Transport) {
+	b := newBus(t, tr, Setup{})
+	first, second := Topic(t), Topic(t)
+	got := make(chan string, 1)
+	if _, err := b.On(second, func(ctx context.Context, e *eventstream.Event) error {
+		got <- middleware.CorrelationID(ctx)
+		return nil
+	}, eventstream.WithSubscriptionMiddleware(middleware.Correlation(nil))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.On(first, func(ctx context.Context, e *eventstream.Event) error {
+		return b.Emit(ctx, second, "caused")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Emit(context.Background(), first, "start", eventstream.WithCorrelationID("request-9")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-got:
+		if id != "request-9" {
+			t.Errorf("the caused event's handler saw correlation id %q, want request-9", id)
+		}
+	case <-time.After(tr.Timeout):
+		t.Fatal("the caused event was not handled")
 	}
 }

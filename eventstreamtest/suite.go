@@ -71,6 +71,7 @@ func Run(t *testing.T, tr Transport) {
 		{"CircuitBreaker", testCircuitBreaker},
 		{"RateLimit", testRateLimit},
 		{"TypedHandler", testTypedHandler},
+		{"CorrelationMiddleware", testCorrelationMiddleware},
 	}
 	for _, tc := range tests {
 		if tc.name == "Backpressure" && !tr.Backpressure {
