@@ -166,7 +166,7 @@ func anchorProviders(b *testing.B) (*sdktrace.TracerProvider, *sdkmetric.MeterPr
 // BenchmarkAnchorKafkaByHand: franz-go doing the bus's work by hand,
 // asynchronously (Produce from 64 goroutines, then Flush).
 func BenchmarkAnchorKafkaByHand(b *testing.B) {
-	benchClusters(b, func(b *testing.B, brokers []string) { benchByHand(b, brokers, nil, nil) })
+	benchClusters(b, func(b *testing.B, brokers []string) { benchByHand(b, brokers, nil, nil, false) })
 }
 
 // BenchmarkAnchorKafkaByHandKotel: the same with kotel's tracer and meter
@@ -177,17 +177,25 @@ func BenchmarkAnchorKafkaByHandKotel(b *testing.B) {
 		kt := kotel.NewTracer(kotel.TracerProvider(tp),
 			kotel.TracerPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})))
 		km := kotel.NewMeter(kotel.MeterProvider(mp))
-		benchByHand(b, brokers, kt, kotel.NewKotel(kotel.WithTracer(kt), kotel.WithMeter(km)))
+		benchByHand(b, brokers, kt, kotel.NewKotel(kotel.WithTracer(kt), kotel.WithMeter(km)), false)
 	})
 }
 
-func benchByHand(b *testing.B, brokers []string, kt *kotel.Tracer, k *kotel.Kotel) {
+// benchByHand produces the bus's records by hand from 64 goroutines —
+// asynchronously (Produce with linger 0, then Flush) or blocking
+// (ProduceSync on a default client) — and consumes them as the bus must,
+// with kotel's hooks and process spans when k and kt are given.
+func benchByHand(b *testing.B, brokers []string, kt *kotel.Tracer, k *kotel.Kotel, blocking bool) {
 	topic := benchTopic(b, brokers)
 	var hooks []kgo.Opt
 	if k != nil {
 		hooks = append(hooks, kgo.WithHooks(k.Hooks()...))
 	}
-	prod := franzClient(b, brokers, append(hooks, kgo.ProducerLinger(0))...)
+	prodOpts := hooks
+	if !blocking {
+		prodOpts = append(prodOpts[:len(prodOpts):len(prodOpts)], kgo.ProducerLinger(0))
+	}
+	prod := franzClient(b, brokers, prodOpts...)
 	assigned := make(chan struct{})
 	var once sync.Once
 	cons := franzClient(b, brokers, append(hooks, kgo.ConsumerGroup(topic), kgo.ConsumeTopics(topic),
@@ -230,6 +238,9 @@ func benchByHand(b *testing.B, brokers []string, kt *kotel.Tracer, k *kotel.Kote
 		if err != nil {
 			return err
 		}
+		if blocking {
+			return prod.ProduceSync(ctx, r).FirstErr()
+		}
 		prod.Produce(ctx, r, promise)
 		return nil
 	})
@@ -248,51 +259,7 @@ func benchByHand(b *testing.B, brokers []string, kt *kotel.Tracer, k *kotel.Kote
 // ProduceSync from 64 goroutines with a default client (idempotent, acks
 // from all in-sync replicas), consumed by one member.
 func BenchmarkAnchorKafkaProduceSync(b *testing.B) {
-	benchClusters(b, func(b *testing.B, brokers []string) {
-		topic := benchTopic(b, brokers)
-		prod := franzClient(b, brokers)
-		assigned := make(chan struct{})
-		var once sync.Once
-		cons := franzClient(b, brokers, kgo.ConsumerGroup(topic), kgo.ConsumeTopics(topic),
-			kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) {
-				once.Do(func() { close(assigned) })
-			}))
-		<-assigned
-		var handled, failed atomic.Int64
-		target := int64(b.N)
-		done := make(chan struct{})
-		ctx := context.Background()
-		b.ReportAllocs()
-		resetTimer(b)
-		go func() {
-			defer close(done)
-			for handled.Load() < target {
-				fs := cons.PollFetches(ctx)
-				if fs.IsClientClosed() {
-					return
-				}
-				fs.EachRecord(func(r *kgo.Record) {
-					if err := byHandConsume(r); err != nil {
-						failed.Add(1)
-					}
-					handled.Add(1)
-				})
-			}
-		}()
-		publish(b, anchorEmitters, func() error {
-			r, err := byHandRecord(topic, benchEvent)
-			if err != nil {
-				return err
-			}
-			return prod.ProduceSync(ctx, r).FirstErr()
-		})
-		<-done
-		b.StopTimer()
-		if n := failed.Load(); n > 0 {
-			b.Fatalf("%d records failed", n)
-		}
-		reportRate(b)
-	})
+	benchClusters(b, func(b *testing.B, brokers []string) { benchByHand(b, brokers, nil, nil, true) })
 }
 
 // BenchmarkAnchorKafkaBusAsync: the bus WithoutTelemetry, Emit WithAsync
