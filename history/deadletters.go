@@ -303,11 +303,8 @@ const deadLetterHTML = `<!DOCTYPE html>
 <link rel="icon" href="data:,">
 <title>EventStream dead letters</title>
 <style>
-body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa;max-width:1400px}
-h1{font-size:1.4em;margin:0 0 .2em}p{margin:.3em 0}
-table{border-collapse:collapse;background:#fff;width:100%}
-th,td{border:1px solid #ddd;padding:.25em .45em;text-align:left;vertical-align:top}
-th{background:#f0f0f0;font-weight:600}td{overflow-wrap:anywhere}
+` + baseCSS + `h1{font-size:1.4em;margin:0 0 .2em}p{margin:.3em 0}
+td{overflow-wrap:anywhere}
 .n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.nw{white-space:nowrap}.scroll{overflow-x:auto}
 code{font:12px ui-monospace,monospace}.muted{color:#666}.note{background:#eef6ff;border:1px solid #bcd;padding:.4em .7em}

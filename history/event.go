@@ -387,12 +387,8 @@ const eventHTML = `<!DOCTYPE html>
 <link rel="icon" href="data:,">
 <title>Event {{.ID}} · EventStream debug page</title>
 <style>
-body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa;max-width:1400px}
-h1{font-size:1.3em;margin:0 0 .2em;overflow-wrap:anywhere}h2{font-size:1.1em;margin:1.5em 0 .4em}
+` + baseCSS + `h1{font-size:1.3em;margin:0 0 .2em;overflow-wrap:anywhere}h2{font-size:1.1em;margin:1.5em 0 .4em}
 p{margin:.3em 0}
-table{border-collapse:collapse;background:#fff;width:100%}
-th,td{border:1px solid #ddd;padding:.25em .45em;text-align:left;vertical-align:top}
-th{background:#f0f0f0;font-weight:600}
 td{overflow-wrap:anywhere}
 .n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 code{font:12px ui-monospace,monospace}.ok{color:#1a7f37}.error,.dead-lettered{color:#cf222e;font-weight:600}

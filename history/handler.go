@@ -372,6 +372,13 @@ var page = template.Must(template.New("page").Funcs(template.FuncMap{
 	"clock": func(t time.Time) string { return t.Format("15:04:05.000") },
 }).Parse(pageHTML))
 
+// baseCSS is the look every view of the page shares.
+const baseCSS = `body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa;max-width:1400px}
+table{border-collapse:collapse;background:#fff;width:100%}
+th,td{border:1px solid #ddd;padding:.25em .45em;text-align:left;vertical-align:top}
+th{background:#f0f0f0;font-weight:600}
+`
+
 const pageHTML = `<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -380,12 +387,8 @@ const pageHTML = `<!DOCTYPE html>
 <link rel="icon" href="data:,">
 <title>EventStream debug page</title>
 <style>
-body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa;max-width:1400px}
-h1{font-size:1.4em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.5em 0 .4em}
+` + baseCSS + `h1{font-size:1.4em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.5em 0 .4em}
 p{margin:.3em 0}
-table{border-collapse:collapse;background:#fff;width:100%}
-th,td{border:1px solid #ddd;padding:.25em .45em;text-align:left;vertical-align:top}
-th{background:#f0f0f0;font-weight:600}
 td{overflow-wrap:anywhere}
 .n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .scroll{overflow-x:auto}
